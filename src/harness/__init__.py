@@ -1,0 +1,1 @@
+"""The Switchyard harness: builds, runs and tests the switchyard proxy."""

@@ -1,0 +1,352 @@
+"""A stack: the services of `config/stack.toml` started together, in order, with their state
+(PID files, rendered configs) under `.switchyard/stacks/<id>/` and logs under
+`.switchyard/logs/<id>/`.
+
+A stack is either persistent (`invoke up`: it outlives the command) or owned by a process (a
+test run): when its owner dies without stopping it, any later command finds it orphaned and
+stops it. Nothing here signals a process unless its PID file proves it is ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from filelock import FileLock
+
+from harness import paths, toolchain
+from harness.config import ConfigError, ServiceConfig, StackConfig, load_stack_config, render
+from harness.process import (
+    AlreadyRunning,
+    PidFileError,
+    Service,
+    ServiceSpec,
+    ServiceStartError,
+    attach,
+    clean_stale_pid_file,
+    pick_free_port,
+    port_in_use,
+    read_pid_file,
+    start_service,
+    stop_record,
+)
+
+DEFAULT_STACK = "default"
+PICK_PORT_ATTEMPTS = 3
+LOGS_KEPT = 12
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    port: int | None
+    healthy: bool
+    uptime: float | None
+    log: Path
+
+
+class Stack:
+    """The services of one stack, started and stopped as a unit."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        stack_id: str = DEFAULT_STACK,
+        *,
+        owner_pid: int | None = None,
+        inherit: dict[str, object] | None = None,
+    ):
+        """`owner_pid`: the process whose death orphans this stack (None: persistent).
+        `inherit`: placeholder values from elsewhere, e.g. `mock.url` of another stack."""
+        self.config = config
+        self.id = stack_id
+        self.owner_pid = owner_pid
+        self.inherit = dict(inherit or {})
+        self.dir = paths.stacks_dir() / stack_id
+        self.log_dir = paths.logs_dir() / stack_id
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def up(self, only: list[str] | None = None) -> dict[str, Service]:
+        """Start every service in order; on any failure or interruption stop what started."""
+        self._claim()
+        started: dict[str, Service] = {}
+        try:
+            for name in only or list(self.config.services):
+                started[name] = self.start_service(name)
+            self._write_meta(state="up")
+        except BaseException:
+            self.down()
+            raise
+        return started
+
+    def start_service(self, name: str) -> Service:
+        service_config = self.config.services[name]
+        executable = self.config.root / service_config.command[0]
+        if service_config.build and not executable.exists():
+            raise ServiceStartError(
+                name, f"{executable} does not exist: build it first (`invoke build`)", None, None
+            )
+        attempts = PICK_PORT_ATTEMPTS if service_config.port == "pick" else 1
+        for attempt in range(1, attempts + 1):
+            spec = self._spec(service_config)
+            try:
+                return start_service(spec)
+            except ServiceStartError:
+                # A picked port can be taken between choosing and binding: choose again.
+                if attempt == attempts or spec.port is None or not port_in_use(spec.port):
+                    raise
+        raise AssertionError("unreachable")
+
+    def down(self) -> list[str]:
+        """Stop the services in reverse order and remove the stack's state. Returns their names."""
+        stopped = []
+        for pid_file in reversed(self._pid_files()):
+            with contextlib.suppress(PidFileError):
+                record = read_pid_file(pid_file)
+                grace = self._grace(record.name)
+                stop_record(record, pid_file, grace)
+                stopped.append(record.name)
+            pid_file.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return stopped
+
+    # ------------------------------------------------------------------ inspection
+
+    def services(self) -> dict[str, Service]:
+        """The live services of this stack, from their PID files (stale ones are cleaned)."""
+        live = {}
+        for pid_file in self._pid_files():
+            try:
+                service = attach(pid_file)
+            except PidFileError:
+                clean_stale_pid_file(pid_file)
+                continue
+            if service is not None:
+                live[service.record.name] = service
+        return live
+
+    def is_up(self) -> bool:
+        live = self.services()
+        return bool(live) and all(name in live for name in self.config.services)
+
+    def status(self) -> list[ServiceStatus]:
+        live = self.services()
+        rows = []
+        for name, service_config in self.config.services.items():
+            service = live.get(name)
+            log = self.log_dir / f"{name}.log"
+            if service is None:
+                rows.append(ServiceStatus(name, None, None, False, None, log))
+                continue
+            port = service.record.port
+            healthy = port is not None and service_config.health.probe("127.0.0.1", port, 1.0)
+            uptime = time.time() - service.record.started_at
+            rows.append(ServiceStatus(name, service.record.pid, port, healthy, uptime, log))
+        return rows
+
+    def url(self, name: str) -> str:
+        service = self.services().get(name)
+        if service is None:
+            raise LookupError(f"service {name!r} of stack {self.id!r} is not running")
+        return service.url
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    # ------------------------------------------------------------------ internals
+
+    def _claim(self) -> None:
+        if self.is_up():
+            raise AlreadyRunning(
+                f"stack {self.id!r} is already up (see `invoke status`; stop it with `invoke down`)"
+            )
+        # Leftovers of a crashed start: ours by their PID files, so safe to stop.
+        self.down()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._write_meta(state="starting")
+        prune_logs(keep=LOGS_KEPT)
+
+    def _write_meta(self, state: str) -> None:
+        meta = {
+            "id": self.id,
+            "state": state,
+            "config": str(self.config.path),
+            "creator": _identity(os.getpid()),
+            "owner": _identity(self.owner_pid) if self.owner_pid else None,
+            "updated_at": time.time(),
+        }
+        tmp = self.dir / ".stack.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, self.dir / "stack.json")
+
+    def _pid_files(self) -> list[Path]:
+        run_dir = self.dir / "run"
+        order = {name: index for index, name in enumerate(self.config.services)}
+        files = sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []
+        return sorted(files, key=lambda f: order.get(f.stem, len(order)))
+
+    def _grace(self, name: str) -> float:
+        service_config = self.config.services.get(name)
+        return service_config.stop_grace if service_config else 5.0
+
+    def _spec(self, service: ServiceConfig) -> ServiceSpec:
+        run_dir = self.dir / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        port: int | None
+        if service.port == "pick":
+            port = pick_free_port()
+        elif isinstance(service.port, int):
+            port = service.port
+            if port_in_use(port):
+                raise ServiceStartError(
+                    service.name, f"port {port} is already in use (configured in {self.config.path})",
+                    None, None,
+                )
+        else:
+            port = None
+        port_file = run_dir / f"{service.name}.port" if service.port == "report" else None
+        values = self._placeholders(service, run_dir, port, port_file)
+        if service.config_template is not None:
+            rendered = run_dir / f"{service.name}{service.config_template.suffix}"
+            template = service.config_template.read_text()
+            rendered.write_text(render(template, values, _unknown_in(service.config_template)))
+            values["config"] = str(rendered)
+        where = _unknown_in(self.config.path, f"services.{service.name}")
+        return ServiceSpec(
+            name=service.name,
+            command=[render(part, values, where) for part in service.command],
+            pid_file=run_dir / f"{service.name}.pid",
+            log_file=self.log_dir / f"{service.name}.log",
+            health=service.health,
+            port=port,
+            port_file=port_file,
+            env={key: render(value, values, where) for key, value in service.env.items()},
+            cwd=self.config.root,
+            owner=self.id,
+            startup_timeout=service.startup_timeout,
+            stop_grace=service.stop_grace,
+        )
+
+    def _placeholders(
+        self, service: ServiceConfig, run_dir: Path, port: int | None, port_file: Path | None
+    ) -> dict[str, object]:
+        values: dict[str, object] = {
+            **self.inherit,
+            "root": self.config.root,
+            "python": sys.executable,
+            "run_dir": run_dir,
+            "port": port if port is not None else 0,
+            "port_file": port_file or "",
+            "unused_port": pick_free_port(),
+        }
+        if "${redis_server}" in " ".join(service.command):
+            values["redis_server"] = toolchain.redis_server()
+        for name, live in self.services().items():
+            values[f"{name}.port"] = live.port or 0
+            values[f"{name}.url"] = live.url
+        return values
+
+
+def _unknown_in(path: Path, key: str = "") -> Any:
+    def error(name: str) -> ConfigError:
+        where = f"{key}: " if key else ""
+        return ConfigError(path, f"{where}${{{name}}}".rstrip(), "unknown placeholder")
+
+    return error
+
+
+# ---------------------------------------------------------------------- all stacks
+
+
+def load(
+    stack_id: str = DEFAULT_STACK,
+    *,
+    owner_pid: int | None = None,
+    config_path: Path | None = None,
+    inherit: dict[str, object] | None = None,
+) -> Stack:
+    config = load_stack_config(config_path or paths.stack_config(), paths.root())
+    return Stack(config, stack_id, owner_pid=owner_pid, inherit=inherit)
+
+
+def owned_stack_id(label: str) -> str:
+    """A stack id unique to this process, e.g. `pytest-gw0-12345`."""
+    return f"{label}-{os.getpid()}"
+
+
+def list_stacks() -> list[str]:
+    stacks = paths.stacks_dir()
+    return sorted(d.name for d in stacks.iterdir() if d.is_dir()) if stacks.is_dir() else []
+
+
+def sweep_orphans(config_path: Path | None = None) -> list[str]:
+    """Stop the stacks whose owner died (SIGKILL, crash) and clean stale PID files everywhere.
+
+    Returns a line per thing cleaned. A stack whose owner (or, while it starts, creator) is
+    alive is left alone: it is somebody else's.
+    """
+    cleaned: list[str] = []
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(paths.state_dir() / "sweep.lock"):
+        for stack_id in list_stacks():
+            stack = load(stack_id, config_path=config_path)
+            meta = _read_meta(stack.dir / "stack.json")
+            if meta is not None and _is_alive(meta.get("owner")):
+                continue
+            if meta is not None and meta.get("state") == "starting" and _is_alive(meta.get("creator")):
+                continue
+            persistent = meta is not None and meta.get("owner") is None
+            stale = [f for f in stack._pid_files() if clean_stale_pid_file(f)]
+            cleaned += [f"stale PID file {f}" for f in stale]
+            if persistent and stack.services():
+                continue
+            stopped = stack.down()
+            if stopped or not persistent:
+                what = ", ".join(stopped) if stopped else "no live process"
+                cleaned.append(f"orphaned stack {stack_id!r} ({what})")
+    return cleaned
+
+
+def _identity(pid: int) -> dict[str, float]:
+    return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(path.read_text())
+        return meta if isinstance(meta, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _is_alive(identity: Any) -> bool:
+    if not isinstance(identity, dict):
+        return False
+    try:
+        proc = psutil.Process(int(identity["pid"]))
+        return abs(proc.create_time() - float(identity["create_time"])) < 0.05
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
+
+
+def prune_logs(keep: int) -> None:
+    """Keep the logs of the newest stacks and of every stack that still exists."""
+    logs = paths.logs_dir()
+    if not logs.is_dir():
+        return
+    live = set(list_stacks())
+    old = sorted((d for d in logs.iterdir() if d.is_dir() and d.name not in live),
+                 key=lambda d: d.stat().st_mtime, reverse=True)
+    for directory in old[keep:]:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""What the pytest fixtures stand on: finding or starting the stack a test run uses.
+
+One stack serves a whole pytest run, xdist workers included. It is, in order of preference:
+1. an external proxy: `SWITCHYARD_BASE_URL` (and optionally `SWITCHYARD_MOCK_URL`);
+2. a named stack: `SWITCHYARD_STACK` (set by `invoke setup-and-test`);
+3. the stack `invoke up` started, when it is up (unless `SWITCHYARD_REUSE=0`);
+4. a stack started for this run, owned by the pytest controller process, which stops it at the
+   end of the session; if the controller is killed, the next command sweeps it as an orphan.
+Workers share it: tests isolate themselves with their own `x-mock-tag`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from filelock import FileLock
+
+from harness import paths, stack
+from harness.process import tail
+
+# Set by the controller before xdist starts its workers, so they all know whose run it is.
+RUN_OWNER_ENV = "SWITCHYARD_PYTEST_OWNER"
+
+
+@dataclass
+class StackHandle:
+    proxy_url: str
+    mock_url: str | None
+    stack: stack.Stack | None = None
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def log_tails(self, lines: int = 30) -> dict[str, str]:
+        return {name: tail(path, lines) for name, path in self.logs.items() if path.exists()}
+
+    def dead_services(self) -> list[str]:
+        """Services of the stack that are no longer running (a crash mid-test)."""
+        if self.stack is None:
+            return []
+        live = self.stack.services()
+        return [name for name in self.stack.config.services if name not in live]
+
+
+def run_owner_pid() -> int:
+    return int(os.environ.get(RUN_OWNER_ENV, os.getpid()))
+
+
+def run_stack_id() -> str:
+    return f"pytest-{run_owner_pid()}"
+
+
+def acquire_stack() -> StackHandle:
+    external = os.environ.get("SWITCHYARD_BASE_URL")
+    if external:
+        return StackHandle(external.rstrip("/"), os.environ.get("SWITCHYARD_MOCK_URL"))
+    named = os.environ.get("SWITCHYARD_STACK")
+    if named:
+        the_stack = stack.load(named)
+        if not the_stack.is_up():
+            raise RuntimeError(f"SWITCHYARD_STACK={named}, but that stack is not up")
+        return handle_for(the_stack)
+    default = stack.load(stack.DEFAULT_STACK)
+    if os.environ.get("SWITCHYARD_REUSE", "1") != "0" and default.is_up():
+        return handle_for(default)
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    own = stack.load(run_stack_id(), owner_pid=run_owner_pid())
+    # xdist workers race here; the first starts the stack, the others find it up.
+    with FileLock(paths.state_dir() / f"{own.id}.lock"):
+        if not own.is_up():
+            stack.sweep_orphans()
+            own.up()
+    return handle_for(own)
+
+
+def release_run_stack() -> None:
+    """Stop the stack this run started, if any. Called once, by the controller, at the end."""
+    the_stack = stack.load(run_stack_id())
+    if the_stack.dir.exists():
+        the_stack.down()
+    (paths.state_dir() / f"{the_stack.id}.lock").unlink(missing_ok=True)
+
+
+def handle_for(the_stack: stack.Stack) -> StackHandle:
+    live = the_stack.services()
+    mock_name = the_stack.config.mock
+    return StackHandle(
+        proxy_url=live[the_stack.config.proxy].url,
+        mock_url=live[mock_name].url if mock_name and mock_name in live else None,
+        stack=the_stack,
+        logs={name: the_stack.log_path(name) for name in the_stack.config.services},
+    )
+
+
+def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, str]:
+    """A proxy of its own for a test that must stop or break it, wired to the shared mock."""
+    if handle.mock_url is None:
+        raise RuntimeError("a private proxy needs the stack's mock upstream")
+    port = handle.mock_url.rsplit(":", 1)[1]
+    inherit: dict[str, object] = {"mock.url": handle.mock_url, "mock.port": port}
+    private = stack.load(
+        f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}", owner_pid=run_owner_pid(), inherit=inherit
+    )
+    services = private.up(only=[private.config.proxy])
+    return private, services[private.config.proxy].url
+
+
+class MockControl:
+    """The mock upstream's inspection and control API (`/_mock/...`)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=10)
+
+    def requests(self, **selectors: str) -> list[dict]:
+        response = self.http.get("/_mock/requests", params=selectors)
+        response.raise_for_status()
+        return list(response.json()["requests"])
+
+    def counts(self, **selectors: str) -> dict:
+        response = self.http.get("/_mock/counts", params=selectors)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def add_fault(self, fault: dict, times: int = 1, **selectors: str) -> str:
+        response = self.http.post("/_mock/faults", json={"fault": fault, "times": times, **selectors})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def reset(self, **selectors: str) -> None:
+        self.http.post("/_mock/reset", json=selectors).raise_for_status()
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,91 @@
+"""Invoke tasks: build the proxy, run the stack in the background, run the test tiers.
+
+Each task is a thin wrapper: the work is done in `harness.orchestrate`.
+Every task takes `--no-color` (so does the NO_COLOR environment variable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from invoke import Collection, Context, Exit, task
+
+from harness import console, orchestrate
+from harness.config import ConfigError
+from harness.process import ProcessError
+
+
+def _guarded(no_color: bool, action: Callable[[], object]) -> object:
+    """Run an action; turn the harness's own errors into a clear message and exit code 1."""
+    if no_color:
+        console.disable_color()
+    try:
+        return action()
+    except (ProcessError, ConfigError) as exc:
+        console.error(str(exc))
+        raise Exit(code=1) from None
+    except KeyboardInterrupt as exc:
+        console.error(f"interrupted ({exc or 'Ctrl-C'}); everything this run started was stopped")
+        raise Exit(code=130) from None
+
+
+@task
+def setup(c: Context, no_color: bool = False) -> None:
+    """Check for uv and cargo, and install redis-server when it is missing (needs root)."""
+    _guarded(no_color, orchestrate.setup)
+
+
+@task
+def build(c: Context, no_color: bool = False) -> None:
+    """Build the proxy with `cargo build --release` (incremental)."""
+    _guarded(no_color, orchestrate.build)
+
+
+@task
+def up(c: Context, no_color: bool = False) -> None:
+    """Start the stack (Redis, mock upstream, proxy) in the background and wait until healthy."""
+    _guarded(no_color, orchestrate.up)
+
+
+@task
+def down(c: Context, no_color: bool = False) -> None:
+    """Stop the stack started by `up`, and any stack whose owner died; remove their PID files."""
+    _guarded(no_color, orchestrate.down)
+
+
+@task
+def status(c: Context, no_color: bool = False) -> None:
+    """Show each service's PID, port, health and uptime; clean orphans and stale PID files."""
+    _guarded(no_color, orchestrate.status)
+
+
+@task(help={"service": "only this service (redis, mock, proxy)", "lines": "how many lines"})
+def logs(c: Context, service: str = "", lines: int = 40, no_color: bool = False) -> None:
+    """Print the last lines of the stack's server logs."""
+    _guarded(no_color, lambda: orchestrate.logs(service or None, lines))
+
+
+@task(help={"args": 'arguments for pytest, e.g. --args "tests/mock -k stream -x"'})
+def test(c: Context, args: str = "tests/unit tests/mock -n auto", no_color: bool = False) -> None:
+    """Run pytest in this environment; reuses a stack started by `up`."""
+    code = _guarded(no_color, lambda: orchestrate.test(args))
+    if code:
+        raise Exit(code=int(code))  # type: ignore[call-overload]
+
+
+@task(name="setup-and-test", help={"workers": "pytest-xdist workers (-n)"})
+def setup_and_test(c: Context, workers: str = "auto", no_color: bool = False) -> None:
+    """One shot: setup, build, stack up, unit and mock tiers (integration too when
+    OPENAI_API_KEY is set), a summary, and everything stopped whatever happens."""
+    if not _guarded(no_color, lambda: orchestrate.setup_and_test(workers)):
+        raise Exit(code=1)
+
+
+@task
+def clean(c: Context, no_color: bool = False) -> None:
+    """Stop everything, then remove .switchyard/, reports/ and proxy/target/."""
+    _guarded(no_color, orchestrate.clean)
+
+
+ns = Collection(setup, build, up, down, status, logs, test, setup_and_test, clean)
+ns.configure({"run": {"echo": True}})

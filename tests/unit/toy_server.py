@@ -1,0 +1,52 @@
+"""A tiny server whose misbehaviour is chosen on the command line, for the process-manager tests.
+
+    python toy_server.py PORT [--ignore-term] [--fork-child PIDFILE] [--exit-now CODE] [--no-listen]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--fork-child", metavar="PIDFILE")
+    parser.add_argument("--exit-now", type=int)
+    parser.add_argument("--no-listen", action="store_true")
+    args = parser.parse_args()
+
+    print(f"toy server starting on port {args.port}", flush=True)
+    if args.exit_now is not None:
+        print("toy server giving up on purpose", flush=True)
+        sys.exit(args.exit_now)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.fork_child:
+        child = os.fork()
+        if child == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(1)
+        with open(args.fork_child, "w") as handle:
+            handle.write(str(child))
+    if args.no_listen:
+        while True:
+            time.sleep(1)
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", args.port))
+    server.listen()
+    while True:
+        conn, _ = server.accept()
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()
