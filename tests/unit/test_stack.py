@@ -1,0 +1,140 @@
+"""Stacks of real (toy) servers: up, status, down, conflicts, and orphans of a killed owner."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness import stack
+from harness.config import ConfigError, load_stack_config
+from harness.process import AlreadyRunning, ServiceStartError
+
+TOY = str(Path(__file__).with_name("toy_server.py"))
+
+
+def toy_service(name: str, *flags: str, port: str = '"pick"') -> str:
+    extra = "".join(f', "{flag}"' for flag in flags)
+    return f"""
+[services.{name}]
+command = ["${{python}}", "{TOY}", "${{port}}"{extra}]
+port = {port}
+health = "tcp"
+stop_grace = 0.5
+"""
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SWITCHYARD_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def stacks(state: Path) -> Iterator[list[stack.Stack]]:
+    made: list[stack.Stack] = []
+    yield made
+    for each in made:
+        each.down()
+
+
+def make_stack(tmp_path: Path, made: list[stack.Stack], body: str, stack_id: str = "t", owner_pid: int | None = None) -> stack.Stack:
+    path = tmp_path / f"{stack_id}.toml"
+    path.write_text('[stack]\nproxy = "front"\n' + body)
+    the_stack = stack.Stack(load_stack_config(path, tmp_path), stack_id, owner_pid=owner_pid)
+    made.append(the_stack)
+    return the_stack
+
+
+def pids_of(the_stack: stack.Stack) -> list[int]:
+    return [service.record.pid for service in the_stack.services().values()]
+
+
+def test_up_status_down(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("back") + toy_service("front"))
+    started = the_stack.up()
+    assert list(started) == ["back", "front"]
+    rows = the_stack.status()
+    assert [(row.name, row.healthy) for row in rows] == [("back", True), ("front", True)]
+    assert all(row.port and row.pid for row in rows)
+    pids = pids_of(the_stack)
+
+    assert the_stack.down() == ["front", "back"], "stopped in reverse order"
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert list(state.rglob("*.pid")) == []
+    assert (state / "logs" / "t" / "front.log").exists(), "logs outlive the stack"
+
+
+def test_second_up_reports_already_up(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"))
+    the_stack.up()
+    pids = pids_of(the_stack)
+    with pytest.raises(AlreadyRunning, match="already up"):
+        make_stack(tmp_path, stacks, toy_service("front")).up()
+    assert pids_of(the_stack) == pids, "the running stack is untouched"
+
+
+def test_failed_start_stops_what_already_started(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("back") + toy_service("front", "--exit-now", "2"))
+    with pytest.raises(ServiceStartError, match="front: exited during startup") as caught:
+        the_stack.up()
+    assert caught.value.exit_code == 2
+    assert list(state.rglob("*.pid")) == []
+    assert the_stack.services() == {}
+
+
+def test_taken_fixed_port_is_a_clear_error(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        the_stack = make_stack(tmp_path, stacks, toy_service("front", port=str(port)))
+        with pytest.raises(ServiceStartError, match=f"port {port} is already in use"):
+            the_stack.up()
+
+
+def test_unknown_placeholder_names_file_and_key(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    body = toy_service("front").replace('"${port}"', '"${redis.port}"')
+    the_stack = make_stack(tmp_path, stacks, body)
+    with pytest.raises(ConfigError, match=r"t\.toml: services\.front: \$\{redis\.port\}: unknown placeholder"):
+        the_stack.up()
+
+
+def test_stack_of_a_killed_owner_is_swept(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "orphan", owner_pid=owner.pid)
+    the_stack.up()
+    pids = pids_of(the_stack)
+    owner.kill()
+    owner.wait()
+
+    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
+    assert any("orphaned stack 'orphan'" in line for line in cleaned)
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert list(state.rglob("*.pid")) == []
+
+
+def test_stack_of_a_live_owner_is_left_alone(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "mine", owner_pid=psutil.Process().pid)
+    the_stack.up()
+    pids = pids_of(the_stack)
+    assert stack.sweep_orphans(config_path=the_stack.config.path) == []
+    assert pids_of(the_stack) == pids
+
+
+def test_crashed_service_leaves_a_stale_pid_file_that_is_cleaned(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"))
+    the_stack.up()
+    [pid] = pids_of(the_stack)
+    psutil.Process(pid).kill()
+    psutil.Process(pid).wait(timeout=5)
+    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
+    assert any("stale PID file" in line for line in cleaned)
+    assert list(state.rglob("*.pid")) == []
