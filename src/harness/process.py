@@ -205,6 +205,17 @@ class Service:
     def alive(self) -> bool:
         return process_of(self.record) is not None
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Signal the service's whole group, if the group is provably still ours."""
+        if group_is_ours(self.record):
+            _kill_group(self.record.pgid, sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code of a service we started in this process, once it exits."""
+        if self.popen is None:
+            raise ProcessError(f"{self.spec.name} was not started by this process")
+        return self.popen.wait(timeout=timeout)
+
     def stop(self, grace: float | None = None) -> None:
         stop_record(self.record, self.spec.pid_file, self.spec.stop_grace if grace is None else grace)
         if self.popen is not None:

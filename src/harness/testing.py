@@ -20,7 +20,7 @@ import httpx
 from filelock import FileLock
 
 from harness import paths, stack
-from harness.process import tail
+from harness.process import Service, tail
 
 # Set by the controller before xdist starts its workers, so they all know whose run it is.
 RUN_OWNER_ENV = "SWITCHYARD_PYTEST_OWNER"
@@ -94,7 +94,7 @@ def handle_for(the_stack: stack.Stack) -> StackHandle:
     )
 
 
-def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, str]:
+def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, Service]:
     """A proxy of its own for a test that must stop or break it, wired to the shared mock."""
     if handle.mock_url is None:
         raise RuntimeError("a private proxy needs the stack's mock upstream")
@@ -104,7 +104,7 @@ def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, s
         f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}", owner_pid=run_owner_pid(), inherit=inherit
     )
     services = private.up(only=[private.config.proxy])
-    return private, services[private.config.proxy].url
+    return private, services[private.config.proxy]
 
 
 class MockControl:

@@ -1,0 +1,46 @@
+"""`python -m harness.mock --host 127.0.0.1 --port 0 --port-file PATH`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from harness.mock.app import start
+
+
+def write_port_file(path: Path, port: int) -> None:
+    # Atomic, so a reader polling for the file never sees it empty or half written.
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(f"{port}\n")
+    os.replace(temporary, path)
+
+
+async def serve(host: str, port: int, port_file: Path | None) -> None:
+    runner, bound_port = await start(host, port)
+    try:
+        if port_file is not None:
+            write_port_file(port_file, bound_port)
+        print(f"mock listening on http://{host}:{bound_port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.mock", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: the OS picks a free port")
+    parser.add_argument("--port-file", type=Path, help="where to write the bound port")
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port, args.port_file))
+
+
+if __name__ == "__main__":
+    main()
