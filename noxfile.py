@@ -41,8 +41,12 @@ def _pytest(session: nox.Session, tier: str, *extra: str) -> None:
     python = session.python or THIS_PYTHON
     args = session.posargs or ["-n", "auto"]
     session.run(
-        "pytest", f"tests/{tier}", f"--junitxml={reports / f'junit-{tier}-py{python}.xml'}",
-        "--durations=10", *extra, *args,
+        "pytest",
+        f"tests/{tier}",
+        f"--junitxml={reports / f'junit-{tier}-py{python}.xml'}",
+        "--durations=10",
+        *extra,
+        *args,
     )
 
 
@@ -76,8 +80,15 @@ def coverage(session: nox.Session) -> None:
     _sync(session, "test", "coverage")
     nox_support.prepare_stack(session)
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", "tests/unit", "tests/mock",
-                *(session.posargs or ["-n", "auto"]))
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        "tests/unit",
+        "tests/mock",
+        *(session.posargs or ["-n", "auto"]),
+    )
     session.run("coverage", "combine", success_codes=[0, 1])
     session.run("coverage", "report")
     session.run("coverage", "html")
@@ -98,5 +109,7 @@ def rust(session: nox.Session) -> None:
     """cargo fmt --check, cargo clippy -D warnings, cargo test."""
     manifest = ["--manifest-path", "proxy/Cargo.toml"]
     session.run("cargo", "fmt", *manifest, "--check", external=True)
-    session.run("cargo", "clippy", *manifest, "--all-targets", "--", "-D", "warnings", external=True)
+    session.run(
+        "cargo", "clippy", *manifest, "--all-targets", "--", "-D", "warnings", external=True
+    )
     session.run("cargo", "test", *manifest, external=True)

@@ -74,7 +74,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.failed and isinstance(handle, testing.StackHandle):
         dead = handle.dead_services()
         if dead:
-            report.sections.append(("stack", f"these servers are no longer running: {', '.join(dead)}"))
+            report.sections.append(
+                ("stack", f"these servers are no longer running: {', '.join(dead)}")
+            )
         for name, text in handle.log_tails().items():
             report.sections.append((f"{name} log (last lines)", text))
     return report

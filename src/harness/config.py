@@ -60,7 +60,14 @@ class StackConfig:
 
 
 _SERVICE_KEYS = {
-    "command", "health", "port", "env", "build", "config_template", "startup_timeout", "stop_grace",
+    "command",
+    "health",
+    "port",
+    "env",
+    "build",
+    "config_template",
+    "startup_timeout",
+    "stop_grace",
 }
 
 
@@ -79,10 +86,14 @@ def load_stack_config(path: Path, root: Path) -> StackConfig:
     }
     proxy = stack.get("proxy", "proxy")
     if proxy not in services:
-        raise ConfigError(path, "stack.proxy", f"no service named {proxy!r} (have: {', '.join(services)})")
+        raise ConfigError(
+            path, "stack.proxy", f"no service named {proxy!r} (have: {', '.join(services)})"
+        )
     mock = stack.get("mock")
     if mock is not None and mock not in services:
-        raise ConfigError(path, "stack.mock", f"no service named {mock!r} (have: {', '.join(services)})")
+        raise ConfigError(
+            path, "stack.mock", f"no service named {mock!r} (have: {', '.join(services)})"
+        )
     return StackConfig(path=path, root=root, services=services, proxy=proxy, mock=mock)
 
 
@@ -97,8 +108,13 @@ def _service(path: Path, root: Path, name: str, raw: dict[str, Any]) -> ServiceC
     except ValueError as exc:
         raise ConfigError(path, f"{key}.health", str(exc)) from None
     port = raw.get("port", "report")
-    if not (port in PORT_MODES or (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536)):
-        raise ConfigError(path, f"{key}.port", f'expected "pick", "report" or a port number, got {port!r}')
+    if not (
+        port in PORT_MODES
+        or (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536)
+    ):
+        raise ConfigError(
+            path, f"{key}.port", f'expected "pick", "report" or a port number, got {port!r}'
+        )
     env = _table(path, f"{key}.env", raw.get("env", {}))
     for env_key, value in env.items():
         _string(path, f"{key}.env.{env_key}", value)

@@ -64,7 +64,9 @@ def up() -> None:
         services = the_stack.up()
     elapsed = time.monotonic() - started
     for name, service in services.items():
-        console.info(f"{name}: PID {service.record.pid}, {service.url}, log {service.spec.log_file}")
+        console.info(
+            f"{name}: PID {service.record.pid}, {service.url}, log {service.spec.log_file}"
+        )
     console.success(f"stack {the_stack.id!r} is up: all healthy in {elapsed:.2f}s")
     console.info(f"proxy: {services[the_stack.config.proxy].url}")
 
@@ -113,7 +115,9 @@ def status() -> bool:
 
 def logs(service: str | None, lines: int) -> None:
     stack_ids = stack.list_stacks() or [stack.DEFAULT_STACK]
-    the_stack = stack.load(stack.DEFAULT_STACK if stack.DEFAULT_STACK in stack_ids else stack_ids[0])
+    the_stack = stack.load(
+        stack.DEFAULT_STACK if stack.DEFAULT_STACK in stack_ids else stack_ids[0]
+    )
     names = [service] if service else list(the_stack.config.services)
     for name in names:
         console.info(f"--- {name}: {the_stack.log_path(name)}")
@@ -194,4 +198,3 @@ def _summary(results: list[TierResult], seconds: float) -> None:
     else:
         failed = ", ".join(r.name for r in results if not r.passed)
         console.error(f"failed: {failed}; server logs: {paths.logs_dir()}")
-

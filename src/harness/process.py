@@ -127,7 +127,9 @@ def read_pid_file(path: Path) -> PidRecord:
         data = json.loads(path.read_text())
         return PidRecord(**data)
     except (OSError, ValueError, TypeError) as exc:
-        raise PidFileError(f"{path}: unreadable PID file ({exc.__class__.__name__}: {exc})") from exc
+        raise PidFileError(
+            f"{path}: unreadable PID file ({exc.__class__.__name__}: {exc})"
+        ) from exc
 
 
 def owned_process(record: PidRecord) -> psutil.Process | None:
@@ -217,7 +219,9 @@ class Service:
         return self.popen.wait(timeout=timeout)
 
     def stop(self, grace: float | None = None) -> None:
-        stop_record(self.record, self.spec.pid_file, self.spec.stop_grace if grace is None else grace)
+        stop_record(
+            self.record, self.spec.pid_file, self.spec.stop_grace if grace is None else grace
+        )
         if self.popen is not None:
             # Reap our own child so it does not linger as a zombie.
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -229,7 +233,9 @@ def start_service(spec: ServiceSpec) -> Service:
     clean_stale_pid_file(spec.pid_file)
     if spec.pid_file.exists():
         record = read_pid_file(spec.pid_file)
-        raise AlreadyRunning(f"{spec.name} is already running (PID {record.pid}, port {record.port})")
+        raise AlreadyRunning(
+            f"{spec.name} is already running (PID {record.pid}, port {record.port})"
+        )
     if spec.port_file is not None:
         spec.port_file.unlink(missing_ok=True)
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +252,9 @@ def start_service(spec: ServiceSpec) -> Service:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise ServiceStartError(spec.name, f"cannot run {spec.command[0]}: {exc}", None, None) from exc
+            raise ServiceStartError(
+                spec.name, f"cannot run {spec.command[0]}: {exc}", None, None
+            ) from exc
     try:
         create_time = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:

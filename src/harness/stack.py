@@ -210,8 +210,10 @@ class Stack:
             port = service.port
             if port_in_use(port):
                 raise ServiceStartError(
-                    service.name, f"port {port} is already in use (configured in {self.config.path})",
-                    None, None,
+                    service.name,
+                    f"port {port} is already in use (configured in {self.config.path})",
+                    None,
+                    None,
                 )
         else:
             port = None
@@ -304,7 +306,11 @@ def sweep_orphans(config_path: Path | None = None) -> list[str]:
             meta = _read_meta(stack.dir / "stack.json")
             if meta is not None and _is_alive(meta.get("owner")):
                 continue
-            if meta is not None and meta.get("state") == "starting" and _is_alive(meta.get("creator")):
+            if (
+                meta is not None
+                and meta.get("state") == "starting"
+                and _is_alive(meta.get("creator"))
+            ):
                 continue
             persistent = meta is not None and meta.get("owner") is None
             stale = [f for f in stack._pid_files() if clean_stale_pid_file(f)]
@@ -346,7 +352,10 @@ def prune_logs(keep: int) -> None:
     if not logs.is_dir():
         return
     live = set(list_stacks())
-    old = sorted((d for d in logs.iterdir() if d.is_dir() and d.name not in live),
-                 key=lambda d: d.stat().st_mtime, reverse=True)
+    old = sorted(
+        (d for d in logs.iterdir() if d.is_dir() and d.name not in live),
+        key=lambda d: d.stat().st_mtime,
+        reverse=True,
+    )
     for directory in old[keep:]:
         shutil.rmtree(directory, ignore_errors=True)

@@ -101,7 +101,9 @@ def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, S
     port = handle.mock_url.rsplit(":", 1)[1]
     inherit: dict[str, object] = {"mock.url": handle.mock_url, "mock.port": port}
     private = stack.load(
-        f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}", owner_pid=run_owner_pid(), inherit=inherit
+        f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}",
+        owner_pid=run_owner_pid(),
+        inherit=inherit,
     )
     services = private.up(only=[private.config.proxy])
     return private, services[private.config.proxy]
@@ -125,7 +127,9 @@ class MockControl:
         return dict(response.json())
 
     def add_fault(self, fault: dict, times: int = 1, **selectors: str) -> str:
-        response = self.http.post("/_mock/faults", json={"fault": fault, "times": times, **selectors})
+        response = self.http.post(
+            "/_mock/faults", json={"fault": fault, "times": times, **selectors}
+        )
         response.raise_for_status()
         return str(response.json()["id"])
 

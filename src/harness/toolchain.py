@@ -62,8 +62,9 @@ def require(tool: str, hint: str) -> str:
 
 def check_cargo() -> str:
     return require(
-        "cargo", "Install Rust with rustup (https://rustup.rs) or your package manager; "
-        "the proxy needs cargo and rustc 1.85 or later."
+        "cargo",
+        "Install Rust with rustup (https://rustup.rs) or your package manager; "
+        "the proxy needs cargo and rustc 1.85 or later.",
     )
 
 

@@ -44,4 +44,3 @@ def upstream_key(stack: testing.StackHandle) -> str:
     if stack.stack is None:
         pytest.skip("needs a stack started by the harness, to know the upstream key")
     return stack.stack.config.proxy_service().env["SWITCHYARD_MOCK_A_KEY"]
-

@@ -21,7 +21,9 @@ def test_clients_key_is_passed_through_without_an_upstream_key(client: openai.Op
 
 def test_requests_are_logged_without_keys(http: httpx.Client, stack, upstream_key: str) -> None:
     body = {"model": "mock-chat", "messages": [{"role": "user", "content": "x"}]}
-    response = http.post("/v1/chat/completions", json=body, headers={"x-request-id": "req-auth-log-1"})
+    response = http.post(
+        "/v1/chat/completions", json=body, headers={"x-request-id": "req-auth-log-1"}
+    )
     assert response.status_code == 200
     log = stack.logs["proxy"].read_text()
     assert "req-auth-log-1" in log, "every request is logged with its id"

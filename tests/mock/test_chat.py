@@ -28,7 +28,8 @@ def test_non_streaming(client: openai.OpenAI, seen) -> None:
 
 def test_response_says_which_upstream_answered(http: httpx.Client) -> None:
     response = http.post(
-        "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
     )
     assert response.status_code == 200
     assert response.headers["x-mock-upstream"] == "mock-a"
@@ -58,7 +59,9 @@ def test_streaming_is_parsed_by_the_sdk(client: openai.OpenAI) -> None:
     assert len({chunk.id for chunk in chunks}) == 1
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "reply 1: stream these four words"
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 6
@@ -101,7 +104,11 @@ def test_max_tokens_cuts_the_reply(client: openai.OpenAI) -> None:
 
 def test_sampling_parameters_reach_the_upstream(client: openai.OpenAI, seen) -> None:
     client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], temperature=0.25, top_p=0.5, seed=7
+        model=MODEL,
+        messages=[{"role": "user", "content": "hi"}],
+        temperature=0.25,
+        top_p=0.5,
+        seed=7,
     )
     body = seen()[0]["body"]
     assert (body["temperature"], body["top_p"], body["seed"]) == (0.25, 0.5, 7)

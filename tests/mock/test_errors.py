@@ -17,14 +17,22 @@ def error_of(response: httpx.Response) -> dict:
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.code == "model_not_found"
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[1, 2, 3]", b'{"model": 5, "messages": []}', b'{"model": "mock-chat", "stream": "yes"}', b""],
+    [
+        b"{not json",
+        b"[1, 2, 3]",
+        b'{"model": 5, "messages": []}',
+        b'{"model": "mock-chat", "stream": "yes"}',
+        b"",
+    ],
     ids=["malformed", "not-an-object", "model-not-a-string", "stream-not-a-bool", "empty"],
 )
 def test_bad_request_bodies_are_400(http: httpx.Client, path: str, body: bytes) -> None:
@@ -33,10 +41,13 @@ def test_bad_request_bodies_are_400(http: httpx.Client, path: str, body: bytes) 
     assert error_of(response)["type"] == "invalid_request_error"
 
 
-def test_upstream_500_is_propagated_with_its_body(http: httpx.Client, mock_control, tag: str) -> None:
+def test_upstream_500_is_propagated_with_its_body(
+    http: httpx.Client, mock_control, tag: str
+) -> None:
     mock_control.add_fault({"type": "status", "status": 500, "message": "the mock broke"}, tag=tag)
     response = http.post(
-        "/v1/chat/completions", json={"model": "mock-chat", "messages": [{"role": "user", "content": "x"}]}
+        "/v1/chat/completions",
+        json={"model": "mock-chat", "messages": [{"role": "user", "content": "x"}]},
     )
     assert response.status_code == 500
     assert error_of(response)["message"] == "the mock broke"
@@ -44,15 +55,21 @@ def test_upstream_500_is_propagated_with_its_body(http: httpx.Client, mock_contr
 
 
 def test_upstream_429_keeps_retry_after(client: openai.OpenAI) -> None:
-    faulty = client.with_options(default_headers={"x-mock-fault": "type=status;status=429;retry_after=7"})
+    faulty = client.with_options(
+        default_headers={"x-mock-fault": "type=status;status=429;retry_after=7"}
+    )
     with pytest.raises(openai.RateLimitError) as caught:
-        faulty.chat.completions.create(model="mock-chat", messages=[{"role": "user", "content": "x"}])
+        faulty.chat.completions.create(
+            model="mock-chat", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.response.headers["retry-after"] == "7"
 
 
 def test_upstream_down_is_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(model="mock-nowhere", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="mock-nowhere", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_unreachable"
 

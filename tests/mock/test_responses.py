@@ -106,13 +106,17 @@ def test_previous_response_id_continues_the_conversation(
     client: openai.OpenAI, model: str, seen
 ) -> None:
     first = client.responses.create(model=model, input="my name is Ada")
-    second = client.responses.create(model=model, input="what is my name", previous_response_id=first.id)
+    second = client.responses.create(
+        model=model, input="what is my name", previous_response_id=first.id
+    )
     assert second.output_text == "reply 2: what is my name"
     # The second turn's prompt holds the first turn too: 4 + 6 (first reply) + 4 words.
     assert second.usage is not None and second.usage.input_tokens == 14
 
 
-def test_previous_response_id_reaches_a_chat_upstream_as_history(client: openai.OpenAI, seen) -> None:
+def test_previous_response_id_reaches_a_chat_upstream_as_history(
+    client: openai.OpenAI, seen
+) -> None:
     first = client.responses.create(model=TRANSLATED, input="remember blue")
     client.responses.create(model=TRANSLATED, input="which colour", previous_response_id=first.id)
     messages = seen()[-1]["body"]["messages"]

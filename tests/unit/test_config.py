@@ -36,18 +36,40 @@ def test_repository_stack_config_is_valid() -> None:
         (VALID_SERVICE + 'colour = "blue"\n', "services.proxy.colour", "unknown key"),
         (VALID_SERVICE.replace('"pick"', '"any"'), "services.proxy.port", "port number"),
         (VALID_SERVICE.replace('"pick"', "70000"), "services.proxy.port", "port number"),
-        (VALID_SERVICE.replace('"http:/health"', '"smoke"'), "services.proxy.health", "unknown health"),
-        (VALID_SERVICE.replace('["bin/proxy", "--port", "${port}"]', "[]"), "services.proxy.command", "non-empty"),
-        (VALID_SERVICE.replace('["bin/proxy", "--port", "${port}"]', "[1, 2]"), "services.proxy.command", "list of strings"),
+        (
+            VALID_SERVICE.replace('"http:/health"', '"smoke"'),
+            "services.proxy.health",
+            "unknown health",
+        ),
+        (
+            VALID_SERVICE.replace('["bin/proxy", "--port", "${port}"]', "[]"),
+            "services.proxy.command",
+            "non-empty",
+        ),
+        (
+            VALID_SERVICE.replace('["bin/proxy", "--port", "${port}"]', "[1, 2]"),
+            "services.proxy.command",
+            "list of strings",
+        ),
         (VALID_SERVICE + "stop_grace = -1\n", "services.proxy.stop_grace", "positive number"),
-        (VALID_SERVICE + 'config_template = "nope.toml"\n', "services.proxy.config_template", "no such file"),
-        (VALID_SERVICE + 'env = { A = 1 }\n', "services.proxy.env.A", "expected a string"),
-        ('[stack]\nproxy = "gateway"\n' + VALID_SERVICE, "stack.proxy", "no service named 'gateway'"),
-        ('[stack]\nflavour = 1\n' + VALID_SERVICE, "stack.flavour", "unknown key"),
+        (
+            VALID_SERVICE + 'config_template = "nope.toml"\n',
+            "services.proxy.config_template",
+            "no such file",
+        ),
+        (VALID_SERVICE + "env = { A = 1 }\n", "services.proxy.env.A", "expected a string"),
+        (
+            '[stack]\nproxy = "gateway"\n' + VALID_SERVICE,
+            "stack.proxy",
+            "no service named 'gateway'",
+        ),
+        ("[stack]\nflavour = 1\n" + VALID_SERVICE, "stack.flavour", "unknown key"),
         ("[stack]\n", "services", "at least one service"),
     ],
 )
-def test_bad_stack_config_names_file_and_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
+def test_bad_stack_config_names_file_and_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_stack_config(path, tmp_path)
@@ -67,7 +89,13 @@ def test_invalid_toml_and_missing_file_name_the_file(tmp_path: Path) -> None:
 
 def test_render_fills_placeholders_and_rejects_unknown_ones(tmp_path: Path) -> None:
     template = 'base_url = "${mock.url}/a/v1"\nport = ${port}\ninline = { a = 1 }\n'
-    rendered = render(template, {"mock.url": "http://127.0.0.1:5", "port": 7}, lambda n: ConfigError("t", n, "x"))
+    rendered = render(
+        template, {"mock.url": "http://127.0.0.1:5", "port": 7}, lambda n: ConfigError("t", n, "x")
+    )
     assert rendered == 'base_url = "http://127.0.0.1:5/a/v1"\nport = 7\ninline = { a = 1 }\n'
     with pytest.raises(ConfigError, match=r"\$\{redis.url\}"):
-        render("${redis.url}", {}, lambda name: ConfigError(tmp_path / "t.toml", f"${{{name}}}", "unknown"))
+        render(
+            "${redis.url}",
+            {},
+            lambda name: ConfigError(tmp_path / "t.toml", f"${{{name}}}", "unknown"),
+        )

@@ -45,7 +45,9 @@ def started(tmp_path: Path) -> Iterator[list[Service]]:
         service.stop(grace=0.5)
 
 
-def toy_spec(tmp_path: Path, *flags: str, name: str = "toy", port: int | None = None) -> ServiceSpec:
+def toy_spec(
+    tmp_path: Path, *flags: str, name: str = "toy", port: int | None = None
+) -> ServiceSpec:
     port = port or pick_free_port()
     return ServiceSpec(
         name=name,
@@ -62,8 +64,14 @@ def toy_spec(tmp_path: Path, *flags: str, name: str = "toy", port: int | None = 
 
 def a_record(**changes: object) -> PidRecord:
     fields: dict[str, object] = {
-        "name": "x", "pid": 1, "create_time": 0.0, "command": ["x"], "port": 1,
-        "log": "/tmp/x.log", "started_at": 0.0, "owner": "t",
+        "name": "x",
+        "pid": 1,
+        "create_time": 0.0,
+        "command": ["x"],
+        "port": 1,
+        "log": "/tmp/x.log",
+        "started_at": 0.0,
+        "owner": "t",
     }
     fields.update(changes)
     return PidRecord(**fields)  # type: ignore[arg-type]
@@ -237,7 +245,9 @@ def test_whole_group_is_stopped_including_grandchildren(tmp_path: Path) -> None:
 
 def test_run_returns_exit_code_and_streams_output() -> None:
     lines: list[str] = []
-    code = run([sys.executable, "-c", "print('hello'); raise SystemExit(4)"], on_output=lines.append)
+    code = run(
+        [sys.executable, "-c", "print('hello'); raise SystemExit(4)"], on_output=lines.append
+    )
     assert code == 4
     assert lines == ["hello"]
 

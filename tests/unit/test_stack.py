@@ -43,7 +43,13 @@ def stacks(state: Path) -> Iterator[list[stack.Stack]]:
         each.down()
 
 
-def make_stack(tmp_path: Path, made: list[stack.Stack], body: str, stack_id: str = "t", owner_pid: int | None = None) -> stack.Stack:
+def make_stack(
+    tmp_path: Path,
+    made: list[stack.Stack],
+    body: str,
+    stack_id: str = "t",
+    owner_pid: int | None = None,
+) -> stack.Stack:
     path = tmp_path / f"{stack_id}.toml"
     path.write_text('[stack]\nproxy = "front"\n' + body)
     the_stack = stack.Stack(load_stack_config(path, tmp_path), stack_id, owner_pid=owner_pid)
@@ -70,7 +76,9 @@ def test_up_status_down(tmp_path: Path, state: Path, stacks: list[stack.Stack]) 
     assert (state / "logs" / "t" / "front.log").exists(), "logs outlive the stack"
 
 
-def test_second_up_reports_already_up(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+def test_second_up_reports_already_up(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
     the_stack = make_stack(tmp_path, stacks, toy_service("front"))
     the_stack.up()
     pids = pids_of(the_stack)
@@ -79,8 +87,12 @@ def test_second_up_reports_already_up(tmp_path: Path, state: Path, stacks: list[
     assert pids_of(the_stack) == pids, "the running stack is untouched"
 
 
-def test_failed_start_stops_what_already_started(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
-    the_stack = make_stack(tmp_path, stacks, toy_service("back") + toy_service("front", "--exit-now", "2"))
+def test_failed_start_stops_what_already_started(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    the_stack = make_stack(
+        tmp_path, stacks, toy_service("back") + toy_service("front", "--exit-now", "2")
+    )
     with pytest.raises(ServiceStartError, match="front: exited during startup") as caught:
         the_stack.up()
     assert caught.value.exit_code == 2
@@ -88,7 +100,9 @@ def test_failed_start_stops_what_already_started(tmp_path: Path, state: Path, st
     assert the_stack.services() == {}
 
 
-def test_taken_fixed_port_is_a_clear_error(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+def test_taken_fixed_port_is_a_clear_error(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -98,14 +112,20 @@ def test_taken_fixed_port_is_a_clear_error(tmp_path: Path, state: Path, stacks: 
             the_stack.up()
 
 
-def test_unknown_placeholder_names_file_and_key(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+def test_unknown_placeholder_names_file_and_key(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
     body = toy_service("front").replace('"${port}"', '"${redis.port}"')
     the_stack = make_stack(tmp_path, stacks, body)
-    with pytest.raises(ConfigError, match=r"t\.toml: services\.front: \$\{redis\.port\}: unknown placeholder"):
+    with pytest.raises(
+        ConfigError, match=r"t\.toml: services\.front: \$\{redis\.port\}: unknown placeholder"
+    ):
         the_stack.up()
 
 
-def test_stack_of_a_killed_owner_is_swept(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
+def test_stack_of_a_killed_owner_is_swept(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     the_stack = make_stack(tmp_path, stacks, toy_service("front"), "orphan", owner_pid=owner.pid)
     the_stack.up()
@@ -119,8 +139,12 @@ def test_stack_of_a_killed_owner_is_swept(tmp_path: Path, state: Path, stacks: l
     assert list(state.rglob("*.pid")) == []
 
 
-def test_stack_of_a_live_owner_is_left_alone(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
-    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "mine", owner_pid=psutil.Process().pid)
+def test_stack_of_a_live_owner_is_left_alone(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    the_stack = make_stack(
+        tmp_path, stacks, toy_service("front"), "mine", owner_pid=psutil.Process().pid
+    )
     the_stack.up()
     pids = pids_of(the_stack)
     assert stack.sweep_orphans(config_path=the_stack.config.path) == []

@@ -1,6 +1,6 @@
 """A tiny server whose misbehaviour is chosen on the command line, for the process-manager tests.
 
-    python toy_server.py PORT [--ignore-term] [--fork-child PIDFILE] [--exit-now CODE] [--no-listen]
+python toy_server.py PORT [--ignore-term] [--fork-child PIDFILE] [--exit-now CODE] [--no-listen]
 """
 
 from __future__ import annotations
