@@ -1,0 +1,500 @@
+//! Loading and validating the TOML configuration. Every error starts with the
+//! file and the key it concerns, so an operator can fix it without guessing.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted key path such as `models[1].upstreams`; empty when the problem is
+    /// not tied to one key (unreadable file, TOML syntax error).
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub port: u16,
+    pub shutdown_grace_ms: u64,
+    pub max_body_bytes: usize,
+    pub response_store_capacity: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1".to_owned(),
+            port: 8080,
+            shutdown_grace_ms: 10_000,
+            max_body_bytes: 4 * 1024 * 1024,
+            response_store_capacity: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub responses: bool,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// No limit when absent: some upstreams legitimately pause for a long time
+    /// (e.g. while reasoning) and the operator has to opt in to cutting them off.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// The key actually sent upstream, from `api_key` or the `api_key_env`
+    /// variable, resolved once at load time.
+    #[serde(skip)]
+    pub resolved_api_key: Option<Secret>,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub upstreams: Vec<String>,
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+}
+
+/// A string that must never show up in logs or debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            message: format!("cannot read config file: {err}"),
+        })?;
+        Config::parse(&text, &file, |name| std::env::var(name).ok())
+    }
+
+    /// `file` is only used in messages; `env` resolves `api_key_env` (a parameter
+    /// so tests do not have to mutate the process environment).
+    pub fn parse(
+        text: &str,
+        file: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = deserialize(text, file)?;
+        config.validate(file, env)?;
+        Ok(config)
+    }
+
+    fn validate(
+        &mut self,
+        file: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let fail = |key: String, message: String| ConfigError {
+            file: file.to_owned(),
+            key,
+            message,
+        };
+
+        if self.server.bind.trim().is_empty() {
+            return Err(fail("server.bind".into(), "must not be empty".into()));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(fail(
+                "server.max_body_bytes".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+
+        let mut upstream_names = HashSet::new();
+        for (index, upstream) in self.upstreams.iter_mut().enumerate() {
+            let key = |field: &str| format!("upstreams[{index}].{field}");
+            if upstream.name.is_empty() {
+                return Err(fail(key("name"), "must not be empty".into()));
+            }
+            if !upstream_names.insert(upstream.name.clone()) {
+                return Err(fail(
+                    key("name"),
+                    format!("duplicate upstream name \"{}\"", upstream.name),
+                ));
+            }
+            validate_base_url(&upstream.base_url)
+                .map_err(|message| fail(key("base_url"), message))?;
+            for (field, value) in [
+                ("connect_timeout_ms", Some(upstream.connect_timeout_ms)),
+                ("timeout_ms", Some(upstream.timeout_ms)),
+                ("idle_timeout_ms", upstream.idle_timeout_ms),
+            ] {
+                if value == Some(0) {
+                    return Err(fail(key(field), "must be greater than 0".into()));
+                }
+            }
+            upstream.resolved_api_key = match (&upstream.api_key, &upstream.api_key_env) {
+                (Some(_), Some(_)) => {
+                    return Err(fail(
+                        key("api_key_env"),
+                        "set either api_key or api_key_env, not both".into(),
+                    ));
+                }
+                (Some(key_value), None) => Some(key_value.clone()),
+                // A missing variable is an error rather than "no key": silently
+                // forwarding the client's own Authorization instead would surprise.
+                (None, Some(variable)) => match env(variable) {
+                    Some(value) if !value.is_empty() => Some(Secret(value)),
+                    _ => {
+                        return Err(fail(
+                            key("api_key_env"),
+                            format!("environment variable \"{variable}\" is not set or empty"),
+                        ));
+                    }
+                },
+                (None, None) => None,
+            };
+            if let Some(secret) = &upstream.resolved_api_key
+                && !is_valid_token(secret.expose())
+            {
+                let field = if upstream.api_key.is_some() {
+                    "api_key"
+                } else {
+                    "api_key_env"
+                };
+                return Err(fail(
+                    key(field),
+                    "key contains whitespace or characters not allowed in an HTTP header".into(),
+                ));
+            }
+        }
+
+        let mut model_names = HashSet::new();
+        for (index, model) in self.models.iter().enumerate() {
+            let key = |field: &str| format!("models[{index}].{field}");
+            if model.name.is_empty() {
+                return Err(fail(key("name"), "must not be empty".into()));
+            }
+            if !model_names.insert(model.name.as_str()) {
+                return Err(fail(
+                    key("name"),
+                    format!("duplicate model name \"{}\"", model.name),
+                ));
+            }
+            if model.upstreams.is_empty() {
+                return Err(fail(
+                    key("upstreams"),
+                    "must list at least one upstream".into(),
+                ));
+            }
+            if let Some(unknown) = model
+                .upstreams
+                .iter()
+                .find(|name| !upstream_names.contains(name.as_str()))
+            {
+                return Err(fail(
+                    key("upstreams"),
+                    format!("unknown upstream \"{unknown}\""),
+                ));
+            }
+            if model.upstream_model.as_deref() == Some("") {
+                return Err(fail(key("upstream_model"), "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn deserialize(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let syntax_error = |err: toml::de::Error| ConfigError {
+        file: file.to_owned(),
+        key: String::new(),
+        message: describe_toml_error(&err, text),
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(syntax_error)?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        ConfigError {
+            file: file.to_owned(),
+            // serde_path_to_error renders the document root as "."
+            key: if path == "." { String::new() } else { path },
+            message: describe_toml_error(err.inner(), text),
+        }
+    })
+}
+
+/// The toml crate's own Display is a multi-line source excerpt; a single line
+/// with the position reads better in a log.
+fn describe_toml_error(err: &toml::de::Error, text: &str) -> String {
+    let message = err.message().trim_end();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message.to_owned(),
+    }
+}
+
+fn validate_base_url(base_url: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|err| format!("invalid URL: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme must be http or https, not \"{}\"",
+            url.scheme()
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not contain a query or fragment".into());
+    }
+    Ok(())
+}
+
+fn is_valid_token(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "config/proxy.toml";
+
+    const VALID: &str = r#"
+[server]
+port = 0
+
+[[upstreams]]
+name = "mock-a"
+base_url = "http://127.0.0.1:9000/mock-a/v1"
+api_key_env = "MOCK_A_KEY"
+
+[[upstreams]]
+name = "mock-b"
+base_url = "http://127.0.0.1:9000/mock-b/v1"
+responses = true
+idle_timeout_ms = 500
+
+[[models]]
+name = "mock-chat"
+upstreams = ["mock-a"]
+upstream_model = "real-model"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "MOCK_A_KEY").then(|| "sk-test".to_owned())
+    }
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, FILE, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn valid_config_fills_defaults_and_resolves_keys() {
+        let config = Config::parse(VALID, FILE, env).unwrap();
+        assert_eq!(config.server.bind, "127.0.0.1");
+        assert_eq!(config.server.port, 0);
+        assert_eq!(config.server.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.server.response_store_capacity, 10_000);
+        assert_eq!(config.upstreams[0].timeout_ms, 30_000);
+        assert_eq!(config.upstreams[0].connect_timeout_ms, 2_000);
+        assert_eq!(config.upstreams[0].idle_timeout_ms, None);
+        assert_eq!(config.upstreams[1].idle_timeout_ms, Some(500));
+        assert_eq!(
+            config.upstreams[0]
+                .resolved_api_key
+                .as_ref()
+                .map(Secret::expose),
+            Some("sk-test")
+        );
+        assert!(config.upstreams[1].resolved_api_key.is_none());
+        assert_eq!(
+            config.models[0].upstream_model.as_deref(),
+            Some("real-model")
+        );
+    }
+
+    #[test]
+    fn unknown_upstream_names_file_and_key() {
+        let text = format!("{VALID}\n[[models]]\nname = \"other\"\nupstreams = [\"nope\"]\n");
+        assert_eq!(
+            parse_err(&text),
+            r#"config/proxy.toml: models[1].upstreams: unknown upstream "nope""#
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_and_named() {
+        let err = parse_err(&VALID.replace("port = 0", "port = 0\nprot = 1"));
+        assert!(
+            err.starts_with("config/proxy.toml: server.prot: unknown field `prot`"),
+            "{err}"
+        );
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_array_table_names_the_index() {
+        let err = parse_err(&VALID.replace("responses = true", "responses = true\nretries = 3"));
+        assert!(
+            err.starts_with("config/proxy.toml: upstreams[1].retries: unknown field `retries`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse_err(&VALID.replace("port = 0", "port = \"eighty\""));
+        assert!(
+            err.starts_with("config/proxy.toml: server.port: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_required_key_names_its_table() {
+        let err = parse_err(&VALID.replace("base_url = \"http://127.0.0.1:9000/mock-b/v1\"", ""));
+        assert!(
+            err.starts_with("config/proxy.toml: upstreams[1]: missing field `base_url`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let err = parse_err("[server\nport = 1\n");
+        assert!(err.starts_with("config/proxy.toml: "), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let cases = [
+            (
+                VALID.replace("name = \"mock-b\"", "name = \"mock-a\""),
+                "upstreams[1].name: duplicate upstream name \"mock-a\"",
+            ),
+            (
+                VALID.replace("http://127.0.0.1:9000/mock-b/v1", "ftp://x/v1"),
+                "upstreams[1].base_url: scheme must be http or https",
+            ),
+            (
+                VALID.replace("idle_timeout_ms = 500", "idle_timeout_ms = 0"),
+                "upstreams[1].idle_timeout_ms: must be greater than 0",
+            ),
+            (
+                VALID.replace("MOCK_A_KEY", "UNSET_KEY"),
+                "upstreams[0].api_key_env: environment variable \"UNSET_KEY\" is not set",
+            ),
+            (
+                VALID.replace(
+                    "api_key_env = \"MOCK_A_KEY\"",
+                    "api_key_env = \"MOCK_A_KEY\"\napi_key = \"k\"",
+                ),
+                "upstreams[0].api_key_env: set either api_key or api_key_env",
+            ),
+            (
+                VALID.replace("upstreams = [\"mock-a\"]", "upstreams = []"),
+                "models[0].upstreams: must list at least one upstream",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nmax_body_bytes = 0"),
+                "server.max_body_bytes: must be greater than 0",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse_err(&text);
+            assert!(err.starts_with(&format!("{FILE}: {expected}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn api_key_never_appears_in_debug_output_or_errors() {
+        let text = VALID.replace(
+            "api_key_env = \"MOCK_A_KEY\"",
+            "api_key = \"sk-secret value\"",
+        );
+        let err = parse_err(&text);
+        assert!(
+            err.starts_with("config/proxy.toml: upstreams[0].api_key:"),
+            "{err}"
+        );
+        assert!(!err.contains("sk-secret"), "{err}");
+
+        let config =
+            Config::parse(&VALID.replace("MOCK_A_KEY\"", "MOCK_A_KEY\"\n"), FILE, env).unwrap();
+        assert!(!format!("{config:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn unreadable_file_is_reported_with_its_path() {
+        let err = Config::load(Path::new("/nonexistent/switchyard.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/switchyard.toml: cannot read config file")
+        );
+    }
+}
