@@ -14,7 +14,13 @@ from harness.mock.content import (
     stream_deltas,
     words,
 )
-from harness.mock.faults import MODEL_FAULTS, FaultRules, FaultSpecError, parse_fault, parse_fault_header
+from harness.mock.faults import (
+    MODEL_FAULTS,
+    FaultRules,
+    FaultSpecError,
+    parse_fault,
+    parse_fault_header,
+)
 from harness.mock.state import Counts, RequestLog, ResponseStore, loggable_headers
 
 

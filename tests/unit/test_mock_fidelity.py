@@ -32,14 +32,12 @@ def running_mock(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
     """A mock started through its CLI; always stopped (and reaped) on exit."""
     port_file = workdir / "port"
     log_path = workdir / "mock.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "harness.mock", "--host", "127.0.0.1", "--port", "0"]
+    pythonpath = [str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "harness.mock", "--host", "127.0.0.1", "--port", "0",
-             "--port-file", str(port_file)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [*command, "--port-file", str(port_file)], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -99,15 +97,16 @@ def sse_events(raw: str) -> list[str]:
 
 def chat_payloads(events: list[str]) -> list[dict[str, Any]]:
     assert all(event.startswith("data: ") for event in events)
-    return [json.loads(event[len("data: "):]) for event in events if event != "data: [DONE]"]
+    return [json.loads(event[len("data: ") :]) for event in events if event != "data: [DONE]"]
 
 
 def response_events(raw: str) -> list[tuple[str, dict[str, Any]]]:
     parsed = []
     for event in sse_events(raw):
         event_line, data_line = event.split("\n")
-        assert event_line.startswith("event: ") and data_line.startswith("data: ")
-        parsed.append((event_line[len("event: "):], json.loads(data_line[len("data: "):])))
+        assert event_line.startswith("event: ")
+        assert data_line.startswith("data: ")
+        parsed.append((event_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
     return parsed
 
 
@@ -176,8 +175,13 @@ def test_chat_counts_turns_content_parts_and_truncates_to_max_tokens(mock_url, u
         messages=[
             {"role": "user", "content": "one"},
             {"role": "assistant", "content": "reply 1: one"},
-            {"role": "user", "content": [{"type": "text", "text": "two three"},
-                                         {"type": "text", "text": "four"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "two three"},
+                    {"type": "text", "text": "four"},
+                ],
+            },
         ],
         max_completion_tokens=4,
     )
@@ -334,9 +338,12 @@ def test_streamed_responses_are_stored_too(mock_url, upstream):
     client = sdk(mock_url, upstream)
     with client.responses.stream(model="mock-chat", input="one") as stream:
         first = stream.get_final_response()
-    assert client.responses.create(
-        model="mock-chat", previous_response_id=first.id, input="two"
-    ).output_text == "reply 2: two"
+    assert (
+        client.responses.create(
+            model="mock-chat", previous_response_id=first.id, input="two"
+        ).output_text
+        == "reply 2: two"
+    )
 
 
 def test_unknown_previous_response_id_is_404(mock_url, upstream):
@@ -361,7 +368,8 @@ def test_responses_of_one_upstream_are_unknown_to_another(mock_url, upstream):
 
 def test_models_list_parses_with_the_sdk(mock_url, upstream):
     models = list(sdk(mock_url, upstream).models.list())
-    assert models and all(isinstance(model, Model) for model in models)
+    assert models
+    assert all(isinstance(model, Model) for model in models)
     assert {model.owned_by for model in models} == {"mock"}
     assert "mock-chat" in {model.id for model in models}
 
@@ -436,8 +444,10 @@ def test_status_fault_header_sets_retry_headers_and_message(http, upstream):
     reply = http.post(
         f"/{upstream}/v1/responses",
         json={"model": "mock-chat", "input": "x"},
-        headers={"x-mock-fault": "type=status;status=429;retry_after=3;retry_after_ms=2500;"
-                                 "message=slow down"},
+        headers={
+            "x-mock-fault": "type=status;status=429;retry_after=3;retry_after_ms=2500;"
+            "message=slow down"
+        },
     )
     assert reply.status_code == 429
     assert reply.headers["retry-after"] == "3"
@@ -497,7 +507,10 @@ def test_disconnect_fault_cuts_the_stream_after_n_content_chunks(http, upstream)
     assert "data: [DONE]" not in events
     chunks = chat_payloads(events)
     assert [chunk["choices"][0]["delta"].get("content") for chunk in chunks] == [
-        "", "reply", " 1:", " a"
+        "",
+        "reply",
+        " 1:",
+        " a",
     ]
     entry = log_entries(http, upstream=upstream)[-1]
     assert (entry["status"], entry["outcome"]) == (200, "fault:disconnect")
@@ -506,15 +519,19 @@ def test_disconnect_fault_cuts_the_stream_after_n_content_chunks(http, upstream)
 def test_disconnect_fault_on_a_responses_stream_is_an_sdk_connection_error(mock_url, upstream):
     client = sdk(mock_url, upstream)
     deltas = []
-    with pytest.raises(openai.APIConnectionError):
-        with client.responses.stream(model="fault-disconnect", input="a b c") as stream:
-            deltas.extend(event.delta for event in stream if event.type.endswith(".delta"))
+    with (
+        pytest.raises(openai.APIConnectionError),
+        client.responses.stream(model="fault-disconnect", input="a b c") as stream,
+    ):
+        deltas.extend(event.delta for event in stream if event.type.endswith(".delta"))
     assert deltas == ["reply", " 1:"]
 
 
 def test_disconnect_fault_without_stream_is_a_reset(http, upstream):
     with pytest.raises(httpx.TransportError):
-        http.post(f"/{upstream}/v1/chat/completions", json={**chat_body(), "model": "fault-disconnect"})
+        http.post(
+            f"/{upstream}/v1/chat/completions", json={**chat_body(), "model": "fault-disconnect"}
+        )
     assert log_entries(http, upstream=upstream)[-1]["outcome"] == "fault:disconnect"
 
 
@@ -527,7 +544,9 @@ def test_malformed_chunk_is_injected_and_the_stream_still_ends_normally(http, up
     assert events.index("data: {not json") == 3  # role chunk, then 2 content chunks
     events.remove("data: {not json")
     assert events[-1] == "data: [DONE]"
-    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chat_payloads(events))
+    text = "".join(
+        chunk["choices"][0]["delta"].get("content", "") for chunk in chat_payloads(events)
+    )
     assert text == "reply 1: a b"
     assert log_entries(http, upstream=upstream)[-1]["outcome"] == "fault:malformed_chunk"
 
@@ -575,6 +594,21 @@ def test_mid_stream_fault_beyond_the_reply_fires_after_the_last_word(http, upstr
     assert "".join(p["choices"][0]["delta"].get("content", "") for p in payloads[:-1]) == (
         "reply 1: a"
     )
+
+
+def test_client_leaving_mid_stream_is_logged_as_cancelled(http, upstream):
+    with http.stream(
+        "POST",
+        f"/{upstream}/v1/chat/completions",
+        json=chat_body("a b c d", stream=True),
+        headers={"x-mock-fault": "type=latency;between_chunks_ms=200"},
+    ) as reply:
+        assert next(reply.iter_raw()).startswith(b"data: ")
+    # Leaving the block with the body unread closes the connection.
+    entry = eventually(
+        lambda: [e for e in log_entries(http, upstream=upstream) if e["outcome"] == "cancelled"]
+    )[0]
+    assert entry["status"] == 200
 
 
 def test_latency_fault_delays_a_normal_answer(http, upstream):
@@ -630,7 +664,9 @@ def test_header_fault_wins_over_model_name_and_rules(http, upstream):
         headers={"x-mock-fault": "type=status;status=503"},
     )
     assert reply.status_code == 503
-    reply = http.post(f"/{upstream}/v1/chat/completions", json={**chat_body(), "model": "fault-429"})
+    reply = http.post(
+        f"/{upstream}/v1/chat/completions", json={**chat_body(), "model": "fault-429"}
+    )
     assert reply.status_code == 429
     # Neither request consumed the rule: the next plain request does.
     with pytest.raises(httpx.TransportError):
@@ -650,8 +686,12 @@ def test_request_log_records_tag_headers_body_and_redacts_secrets(http, upstream
     http.post(
         f"/{upstream}/v1/chat/completions",
         json=chat_body("logged", stream=True),
-        headers={"Authorization": "Bearer sk-secret", "Api-Key": "k2", "X-Mock-Tag": tag,
-                 "X-Custom": "kept"},
+        headers={
+            "Authorization": "Bearer sk-secret",
+            "Api-Key": "k2",
+            "X-Mock-Tag": tag,
+            "X-Custom": "kept",
+        },
     )
     (entry,) = log_entries(http, tag=tag)
     assert entry["upstream"] == upstream
@@ -663,7 +703,8 @@ def test_request_log_records_tag_headers_body_and_redacts_secrets(http, upstream
     digest = hashlib.sha256(b"Bearer sk-secret").hexdigest()[:12]
     assert entry["headers"]["authorization"] == f"<redacted sha256:{digest}>"
     assert "k2" not in entry["headers"]["api-key"]
-    assert isinstance(entry["seq"], int) and isinstance(entry["time"], float)
+    assert isinstance(entry["seq"], int)
+    assert isinstance(entry["time"], float)
 
 
 def test_request_log_is_oldest_first_and_limited(http, upstream):
@@ -690,14 +731,17 @@ def test_counts_by_upstream_kind_and_tag(mock_url, http, upstream, tag):
 def test_reset_by_tag_clears_only_that_tags_log_counts_and_rules(http, upstream, tag):
     other = tag + "-other"
     for each in (tag, other):
-        http.post(f"/{upstream}/v1/chat/completions", json=chat_body(), headers={"x-mock-tag": each})
+        http.post(
+            f"/{upstream}/v1/chat/completions", json=chat_body(), headers={"x-mock-tag": each}
+        )
         add_rule(http, fault={"type": "hang"}, tag=each)
     assert http.post("/_mock/reset", json={"tag": tag}).status_code == 200
     assert log_entries(http, tag=tag) == []
     assert http.get("/_mock/counts", params={"tag": tag}).json()["total"] == 0
     assert len(log_entries(http, tag=other)) == 1
     rule_tags = [rule.get("tag") for rule in http.get("/_mock/faults").json()["faults"]]
-    assert tag not in rule_tags and other in rule_tags
+    assert tag not in rule_tags
+    assert other in rule_tags
     http.post("/_mock/reset", json={"tag": other})
 
 
@@ -721,8 +765,11 @@ def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(
 
         def hang() -> None:
             try:
-                httpx.post(f"{url}/v1/chat/completions", json={**chat_body(), "model": "fault-hang"},
-                           timeout=30)
+                httpx.post(
+                    f"{url}/v1/chat/completions",
+                    json={**chat_body(), "model": "fault-hang"},
+                    timeout=30,
+                )
             except httpx.TransportError as error:
                 outcome.append(error)
 

@@ -190,6 +190,7 @@ class Call:
     async def stream(self, script: formats.StreamScript, fault: Fault | None) -> web.StreamResponse:
         response = web.StreamResponse(headers={**SSE_HEADERS, **self.headers})
         gap = fault.number("between_chunks_ms") / 1000 if fault and fault.type == "latency" else 0
+        outcome = fault.outcome if fault else "ok"
         try:
             await response.prepare(self.request)
             self.entry["status"] = 200
@@ -197,16 +198,17 @@ class Call:
                 if gap and index:
                     await asyncio.sleep(gap)
                 if event is None:
-                    self.finish(200, fault.outcome)
+                    self.finish(200, outcome)
                     # close(), unlike a reset, first flushes the events already written, so
                     # the client sees them and then a body cut short of its final chunk.
-                    self.request.transport.close()
+                    if self.request.transport is not None:
+                        self.request.transport.close()
                     return response
                 await response.write(event)
         except ConnectionError:
             self.finish(200, "cancelled")
             return response
-        self.finish(200, fault.outcome if fault else "ok")
+        self.finish(200, outcome)
         return response
 
 
@@ -337,8 +339,10 @@ async def upstream_endpoint(request: web.Request) -> web.StreamResponse:
     upstream = request.match_info.get("upstream", DEFAULT_UPSTREAM)
     endpoint = request.match_info["endpoint"]
     method, kind = ENDPOINTS.get(endpoint, (None, "other"))
-    call = Call(request, request.app[STATE], upstream, kind)
     if method != request.method:
+        kind = "other"
+    call = Call(request, request.app[STATE], upstream, kind)
+    if kind == "other":
         message = f"Unknown request URL: {request.method} {request.path}."
         error = formats.error_body(message, "invalid_request_error", code="unknown_url")
         return call.json(error, "error", status=404)
@@ -375,13 +379,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    limit = request.query.get("limit") or None
-    if limit is not None:
-        if not limit.isdigit():
-            return control_error("limit must be a non-negative integer")
-        limit = int(limit)
+    limit_text = request.query.get("limit") or None
+    if limit_text is not None and not limit_text.isdigit():
+        return control_error("limit must be a non-negative integer")
     entries = request.app[STATE].log.query(
-        query_selector(request, "upstream"), query_selector(request, "tag"), limit
+        query_selector(request, "upstream"),
+        query_selector(request, "tag"),
+        int(limit_text) if limit_text is not None else None,
     )
     return json_response({"requests": entries})
 
@@ -397,7 +401,8 @@ async def reset(request: web.Request) -> web.Response:
         return control_error("reset body must be JSON")
     if not isinstance(selector, dict) or set(selector) - {"upstream", "tag"}:
         return control_error("reset body may only have `upstream` and `tag`")
-    upstream, tag = selector.get("upstream"), selector.get("tag")
+    # An empty selector selects nothing in particular, as in the query strings.
+    upstream, tag = selector.get("upstream") or None, selector.get("tag") or None
     state = request.app[STATE]
     state.log.remove(upstream, tag)
     state.counts.remove(upstream, tag)

@@ -1,6 +1,6 @@
 """Fault specs (contract section 1, "Faults"): parsing them from JSON, from the `x-mock-fault`
-header and from special model names; the counter-based rules registry; and the faults that
-act on the connection itself (reset, hang)."""
+header and from special model names; the counter-based rules registry; and the TCP reset.
+How each fault shapes a reply is up to the endpoints (`app.py`)."""
 
 from __future__ import annotations
 
@@ -43,12 +43,12 @@ class Fault:
     type: str
     spec: Mapping[str, Any]
 
-    def number(self, key: str, default: float = 0) -> float:
-        return self.spec.get(key, default)
+    def number(self, key: str) -> float:
+        return float(self.spec.get(key, 0))
 
     @property
     def after_chunks(self) -> int:
-        return self.spec.get("after_chunks", 0)
+        return int(self.spec.get("after_chunks", 0))
 
     @property
     def outcome(self) -> str:
@@ -189,7 +189,9 @@ class FaultRules:
     def remove(self, upstream: str | None, tag: str | None) -> None:
         """Drop the rules scoped to this upstream and/or tag; with neither, drop all. A rule
         not scoped to a tag is not removed by a reset for one tag: it belongs to no test."""
-        wanted = {key: value for key, value in (("upstream", upstream), ("tag", tag)) if value}
+        wanted = {
+            key: value for key, value in (("upstream", upstream), ("tag", tag)) if value is not None
+        }
         self._rules = [
             rule
             for rule in self._rules
@@ -200,7 +202,7 @@ class FaultRules:
         return [rule.describe() for rule in self._rules]
 
 
-def reset_connection(transport: asyncio.BaseTransport | None) -> None:
+def reset_connection(transport: asyncio.Transport | None) -> None:
     """Abort with SO_LINGER 0, so the kernel sends RST instead of an orderly FIN."""
     if transport is None:
         return

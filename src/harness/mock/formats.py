@@ -222,7 +222,8 @@ def final_response(
 
 def response_event(event: dict[str, Any], sequence_number: int) -> bytes:
     event["sequence_number"] = sequence_number
-    return b"event: " + event["type"].encode() + b"\ndata: " + dumps(event) + b"\n\n"
+    event_type: str = event["type"]
+    return b"event: " + event_type.encode() + b"\ndata: " + dumps(event) + b"\n\n"
 
 
 def responses_stream(

@@ -79,7 +79,9 @@ class RequestLog:
         self._entries.append(entry)
         return entry
 
-    def query(self, upstream: str | None, tag: str | None, limit: int | None) -> list[dict]:
+    def query(
+        self, upstream: str | None, tag: str | None, limit: int | None
+    ) -> list[dict[str, Any]]:
         entries = [
             entry
             for entry in self._entries
