@@ -352,15 +352,42 @@ def stop_record(record: PidRecord, pid_file: Path | None, grace: float) -> None:
     if group_is_ours(record):
         members = _group_members(record.pgid)
         _kill_group(record.pgid, signal.SIGTERM)
-        _, alive = psutil.wait_procs(members, timeout=grace)
+        alive = _wait_gone(members, grace)
         if alive:
             _kill_group(record.pgid, signal.SIGKILL)
-            psutil.wait_procs(alive, timeout=2)
+            _wait_gone(alive, 2.0)
     for proc in find_owned_processes(f"{record.owner}/{record.name}"):
         with contextlib.suppress(psutil.Error):
             proc.kill()
     if pid_file is not None:
         pid_file.unlink(missing_ok=True)
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until the processes have exited; return those still running after `timeout`.
+
+    A zombie counts as gone: when its parent is not us (the server outlived the process that
+    started it), only its new parent can reap it, and waiting for that would stall every stop.
+    """
+    deadline = time.monotonic() + timeout
+    delays = backoff_delays(first=0.002, cap=0.05)
+    while True:
+        alive = [proc for proc in procs if _running(proc)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(next(delays))
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            # Reap it if it is our own child; harmless if it is not.
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(proc.pid, os.WNOHANG)
+            return False
+        return proc.is_running()
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
