@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ class PidRecord:
     log: str
     started_at: float
     owner: str
+    # A token unique to this start, in the service's environment (see OWNER_ENV).
+    marker: str = ""
 
     @property
     def pgid(self) -> int:
@@ -239,7 +242,8 @@ def start_service(spec: ServiceSpec) -> Service:
     if spec.port_file is not None:
         spec.port_file.unlink(missing_ok=True)
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **spec.env, OWNER_ENV: f"{spec.owner}/{spec.name}"}
+    marker = f"{spec.owner}/{spec.name}/{uuid.uuid4().hex}"
+    env = {**os.environ, **spec.env, OWNER_ENV: marker}
     with open(spec.log_file, "wb") as log:
         try:
             popen = subprocess.Popen(
@@ -268,6 +272,7 @@ def start_service(spec: ServiceSpec) -> Service:
         log=str(spec.log_file),
         started_at=time.time(),
         owner=spec.owner,
+        marker=marker,
     )
     write_pid_file(spec.pid_file, record)
     service = Service(spec, record, popen)
@@ -356,7 +361,7 @@ def stop_record(record: PidRecord, pid_file: Path | None, grace: float) -> None:
         if alive:
             _kill_group(record.pgid, signal.SIGKILL)
             _wait_gone(alive, 2.0)
-    for proc in find_owned_processes(f"{record.owner}/{record.name}"):
+    for proc in find_owned_processes(record.marker) if record.marker else []:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     if pid_file is not None:
@@ -404,12 +409,12 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def find_owned_processes(owner: str) -> list[psutil.Process]:
-    """Processes carrying our owner marker exactly: descendants that escaped their group."""
+def find_owned_processes(marker: str) -> list[psutil.Process]:
+    """Processes carrying a service's marker exactly: descendants that escaped its group."""
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(OWNER_ENV) == owner:
+            if proc.environ().get(OWNER_ENV) == marker:
                 found.append(proc)
         except psutil.Error:
             continue

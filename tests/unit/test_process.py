@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from harness.process import (
+    OWNER_ENV,
     AlreadyRunning,
     HealthCheck,
     PidFileError,
@@ -23,7 +24,6 @@ from harness.process import (
     attach,
     backoff_delays,
     clean_stale_pid_file,
-    find_owned_processes,
     pick_free_port,
     read_pid_file,
     run,
@@ -32,8 +32,7 @@ from harness.process import (
     tail,
     write_pid_file,
 )
-
-TOY = str(Path(__file__).with_name("toy_server.py"))
+from tests.unit.procs import TOY, gone
 
 
 @pytest.fixture
@@ -75,6 +74,13 @@ def a_record(**changes: object) -> PidRecord:
     }
     fields.update(changes)
     return PidRecord(**fields)  # type: ignore[arg-type]
+
+
+def _marker_of(proc: psutil.Process) -> str:
+    try:
+        return proc.environ().get(OWNER_ENV, "")
+    except psutil.Error:
+        return ""
 
 
 # ----------------------------------------------------------------------------- PID files
@@ -170,7 +176,10 @@ def test_service_that_never_gets_healthy_times_out_and_is_stopped(tmp_path: Path
         start_service(spec)
     assert "toy server starting" in caught.value.log_tail
     assert not spec.pid_file.exists()
-    assert find_owned_processes(f"{spec.owner}/{spec.name}") == [], "nothing is left running"
+    marked = [
+        p for p in psutil.process_iter() if _marker_of(p).startswith(f"{spec.owner}/{spec.name}/")
+    ]
+    assert marked == [], "nothing is left running"
 
 
 def test_service_that_dies_during_startup_fails_fast_with_code_and_log(tmp_path: Path) -> None:
@@ -221,14 +230,14 @@ def test_stop_removes_pid_file_and_process(tmp_path: Path) -> None:
     pid = service.record.pid
     service.stop()
     assert not spec.pid_file.exists()
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert gone(pid)
 
 
 def test_child_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
     service = start_service(toy_spec(tmp_path, "--ignore-term"))
     pid = service.record.pid
     service.stop(grace=0.3)
-    assert not psutil.pid_exists(pid)
+    assert gone(pid)
 
 
 def test_whole_group_is_stopped_including_grandchildren(tmp_path: Path) -> None:
@@ -237,7 +246,16 @@ def test_whole_group_is_stopped_including_grandchildren(tmp_path: Path) -> None:
     child = int(child_file.read_text())
     assert psutil.pid_exists(child)
     service.stop(grace=0.3)
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert gone(child)
+
+
+def test_descendant_that_left_the_group_is_found_by_its_marker(tmp_path: Path) -> None:
+    child_file = tmp_path / "child.pid"
+    service = start_service(toy_spec(tmp_path, "--fork-child", str(child_file), "--escape"))
+    child = int(child_file.read_text())
+    assert os.getpgid(child) != service.record.pgid, "the child runs in a session of its own"
+    service.stop(grace=0.3)
+    assert gone(child)
 
 
 # ----------------------------------------------------------------------------- foreground

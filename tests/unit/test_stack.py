@@ -14,8 +14,7 @@ import pytest
 from harness import stack
 from harness.config import ConfigError, load_stack_config
 from harness.process import AlreadyRunning, ServiceStartError
-
-TOY = str(Path(__file__).with_name("toy_server.py"))
+from tests.unit.procs import TOY, gone
 
 
 def toy_service(name: str, *flags: str, port: str = '"pick"') -> str:
@@ -71,7 +70,7 @@ def test_up_status_down(tmp_path: Path, state: Path, stacks: list[stack.Stack]) 
     pids = pids_of(the_stack)
 
     assert the_stack.down() == ["front", "back"], "stopped in reverse order"
-    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert list(state.rglob("*.pid")) == []
     assert (state / "logs" / "t" / "front.log").exists(), "logs outlive the stack"
 
@@ -135,7 +134,7 @@ def test_stack_of_a_killed_owner_is_swept(
 
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("orphaned stack 'orphan'" in line for line in cleaned)
-    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert list(state.rglob("*.pid")) == []
 
 

@@ -1,6 +1,7 @@
 """A tiny server whose misbehaviour is chosen on the command line, for the process-manager tests.
 
-python toy_server.py PORT [--ignore-term] [--fork-child PIDFILE] [--exit-now CODE] [--no-listen]
+python toy_server.py PORT [--ignore-term] [--fork-child PIDFILE [--escape]]
+                          [--exit-now CODE] [--no-listen]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--fork-child", metavar="PIDFILE")
+    parser.add_argument("--escape", action="store_true", help="the forked child leaves the group")
     parser.add_argument("--exit-now", type=int)
     parser.add_argument("--no-listen", action="store_true")
     args = parser.parse_args()
@@ -31,6 +33,8 @@ def main() -> None:
     if args.fork_child:
         child = os.fork()
         if child == 0:
+            if args.escape:
+                os.setsid()
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             while True:
                 time.sleep(1)
