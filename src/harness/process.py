@@ -10,6 +10,7 @@ signalled. Stopping sends SIGTERM to the whole group, waits a grace period, then
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ import psutil
 OWNER_ENV = "SWITCHYARD_OWNER"
 
 LOG_TAIL_LINES = 40
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class ProcessError(RuntimeError):
@@ -459,6 +461,7 @@ def run(
         cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        preexec_fn=_terminate_with_parent,
         stdout=subprocess.PIPE if on_output else None,
         stderr=subprocess.STDOUT if on_output else None,
         text=bool(on_output),
@@ -476,6 +479,14 @@ def run(
             _kill_group(popen.pid, signal.SIGKILL)
             popen.wait()
         raise
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when our parent dies, so a foreground
+    command (pytest, cargo) does not outlive a SIGKILLed harness."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @contextlib.contextmanager

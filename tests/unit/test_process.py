@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,3 +276,22 @@ def test_tail_of_missing_and_long_logs(tmp_path: Path) -> None:
     log = tmp_path / "long.log"
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert tail(log, 3).splitlines() == ["line 97", "line 98", "line 99"]
+
+
+def test_foreground_command_dies_with_its_parent() -> None:
+    # A parent that runs a long command through run(), then is SIGKILLed.
+    command = [sys.executable, TOY, str(pick_free_port()), "--no-listen"]
+    script = f"from harness.process import run; run({command!r})"
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(parent.pid).children():
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.01)
+        toy = psutil.Process(parent.pid).children()[0].pid
+        parent.kill()
+        parent.wait()
+        assert gone(toy), "the command outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+        parent.wait()
