@@ -1,9 +1,9 @@
 """How many non-streaming chat completions per second the mock upstream serves on one core.
 
-Starts `python -m harness.mock` as a subprocess, drives it with a bounded asyncio aiohttp load
-(and with wrk, if installed), prints requests/s, and stops the mock.
+Starts `python -m harness.mock` through the process manager, drives it with a bounded asyncio
+aiohttp load (and with wrk, if installed), prints requests/s, and stops the mock.
 
-    PYTHONPATH=src python scripts/mock_throughput.py [--requests 20000] [--concurrency 64]
+    uv run python scripts/mock_throughput.py [--requests 20000] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from harness.process import run
+from harness.testing import standalone_mock
+
 PATH = "/bench/v1/chat/completions"
 BODY = {
     "model": "mock-chat",
@@ -38,25 +37,6 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench"
 wrk.body = [[{body}]]
 """
-
-
-def start_mock(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = workdir / "port"
-    pythonpath = [str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness.mock", "--port", "0", "--port-file", str(port_file)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise SystemExit("the mock did not start")
-        time.sleep(0.02)
-    return process, f"http://127.0.0.1:{int(port_file.read_text())}"
 
 
 async def drive(url: str, total: int, concurrency: int) -> float:
@@ -84,13 +64,11 @@ async def drive(url: str, total: int, concurrency: int) -> float:
 def run_wrk(url: str, workdir: Path, concurrency: int, seconds: int) -> str:
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=BODY_BYTES.decode()))
-    result = subprocess.run(
-        ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url + PATH],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return next(line for line in result.stdout.splitlines() if "Requests/sec" in line).strip()
+    lines: list[str] = []
+    command = ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url + PATH]
+    if run(command, on_output=lines.append) != 0:
+        raise SystemExit("wrk failed:\n" + "\n".join(lines))
+    return next(line for line in lines if "Requests/sec" in line).strip()
 
 
 def main() -> None:
@@ -101,7 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
-        process, url = start_mock(workdir)
+        mock = standalone_mock(workdir)
+        url = mock.url
         try:
             rate = asyncio.run(drive(url, args.requests, args.concurrency))
             load = f"{args.requests} requests, {args.concurrency} concurrent"
@@ -112,8 +91,7 @@ def main() -> None:
             else:
                 print("wrk:     not installed, skipped")
         finally:
-            process.terminate()
-            process.wait(timeout=10)
+            mock.stop()
 
 
 if __name__ == "__main__":

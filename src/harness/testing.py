@@ -12,6 +12,7 @@ Workers share it: tests isolate themselves with their own `x-mock-tag`.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import httpx
 from filelock import FileLock
 
 from harness import paths, stack
-from harness.process import Service, tail
+from harness.process import HealthCheck, Service, ServiceSpec, start_service, tail
 
 # Set by the controller before xdist starts its workers, so they all know whose run it is.
 RUN_OWNER_ENV = "SWITCHYARD_PYTEST_OWNER"
@@ -107,6 +108,31 @@ def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, S
     )
     services = private.up(only=[private.config.proxy])
     return private, services[private.config.proxy]
+
+
+def standalone_mock(workdir: Path, name: str = "mock") -> Service:
+    """A mock upstream of its own, outside any stack, under the process manager."""
+    spec = ServiceSpec(
+        name=name,
+        command=[
+            sys.executable,
+            "-m",
+            "harness.mock",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--port-file",
+            str(workdir / f"{name}.port"),
+        ],
+        pid_file=workdir / f"{name}.pid",
+        log_file=workdir / f"{name}.log",
+        health=HealthCheck("http", "/health"),
+        port_file=workdir / f"{name}.port",
+        owner=f"standalone-{os.getpid()}",
+        stop_grace=10.0,
+    )
+    return start_service(spec)
 
 
 class MockControl:

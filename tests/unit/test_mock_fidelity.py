@@ -6,10 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,37 +20,18 @@ from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-STARTUP_SECONDS = 15
+from harness.process import Service
+from harness.testing import standalone_mock
 
 
 @contextlib.contextmanager
-def running_mock(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A mock started through its CLI; always stopped (and reaped) on exit."""
-    port_file = workdir / "port"
-    log_path = workdir / "mock.log"
-    command = [sys.executable, "-m", "harness.mock", "--host", "127.0.0.1", "--port", "0"]
-    pythonpath = [str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port-file", str(port_file)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+def running_mock(workdir: Path) -> Iterator[tuple[str, Service]]:
+    """A mock started through its CLI by the process manager; always stopped on exit."""
+    service = standalone_mock(workdir)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not port_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mock did not start:\n{log_path.read_text()}")
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{int(port_file.read_text())}", process
+        yield service.url, service
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -760,7 +738,7 @@ def test_reset_without_selector_clears_everything(tmp_path):
 
 def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(tmp_path):
     with running_mock(tmp_path) as (url, process):
-        assert (tmp_path / "port").read_text() == url.rsplit(":", 1)[1] + "\n"
+        assert (tmp_path / "mock.port").read_text() == url.rsplit(":", 1)[1] + "\n"
         outcome: list[BaseException] = []
 
         def hang() -> None:
@@ -778,7 +756,7 @@ def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(
         with httpx.Client(base_url=url) as http:
             eventually(lambda: log_entries(http))
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait_exit(timeout=10) == 0
         client.join(timeout=10)
         assert outcome, "the hanging request should end without an answer"
     assert f"mock listening on {url}" in (tmp_path / "mock.log").read_text()

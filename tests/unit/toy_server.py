@@ -36,10 +36,15 @@ def main() -> None:
             if args.escape:
                 os.setsid()
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # Written by the child once it is set up, so a reader never sees it half-ready.
+            tmp = args.fork_child + ".tmp"
+            with open(tmp, "w") as handle:
+                handle.write(str(os.getpid()))
+            os.replace(tmp, args.fork_child)
             while True:
                 time.sleep(1)
-        with open(args.fork_child, "w") as handle:
-            handle.write(str(child))
+        while not os.path.exists(args.fork_child):
+            time.sleep(0.005)
     if args.no_listen:
         while True:
             time.sleep(1)
