@@ -71,6 +71,9 @@ class Stack:
         self.id = stack_id
         self.owner_pid = owner_pid
         self.inherit = dict(inherit or {})
+        # By service name: config templates given as text instead of files, and added env.
+        self.config_texts: dict[str, str] = {}
+        self.extra_env: dict[str, dict[str, str]] = {}
         self.dir = paths.stacks_dir() / stack_id
         self.log_dir = paths.logs_dir() / stack_id
 
@@ -106,6 +109,15 @@ class Stack:
                 if attempt == attempts or spec.port is None or not port_in_use(spec.port):
                     raise
         raise AssertionError("unreachable")
+
+    def restart_service(self, name: str) -> Service:
+        """Stop a service and start it again on the same port (e.g. Redis, mid-test)."""
+        service = self.services().get(name)
+        if service is None:
+            return self.start_service(name)
+        port = service.record.port
+        service.stop(grace=self._grace(name))
+        return start_service(self._spec(self.config.services[name], port=port))
 
     def down(self) -> list[str]:
         """Stop the services in reverse order and remove the stack's state. Returns their names."""
@@ -200,12 +212,12 @@ class Stack:
         service_config = self.config.services.get(name)
         return service_config.stop_grace if service_config else 5.0
 
-    def _spec(self, service: ServiceConfig) -> ServiceSpec:
+    def _spec(self, service: ServiceConfig, port: int | None = None) -> ServiceSpec:
+        """How to start a service; `port` reuses the port a "pick" service had (restarts)."""
         run_dir = self.dir / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
-        port: int | None
         if service.port == "pick":
-            port = pick_free_port()
+            port = port or pick_free_port()
         elif isinstance(service.port, int):
             port = service.port
             if port_in_use(port):
@@ -219,10 +231,13 @@ class Stack:
             port = None
         port_file = run_dir / f"{service.name}.port" if service.port == "report" else None
         values = self._placeholders(service, run_dir, port, port_file)
-        if service.config_template is not None:
-            rendered = run_dir / f"{service.name}{service.config_template.suffix}"
-            template = service.config_template.read_text()
-            rendered.write_text(render(template, values, _unknown_in(service.config_template)))
+        template_text = self.config_texts.get(service.name)
+        if template_text is None and service.config_template is not None:
+            template_text = service.config_template.read_text()
+        if template_text is not None:
+            rendered = run_dir / f"{service.name}.toml"
+            template_path = service.config_template or Path(f"<{service.name} config>")
+            rendered.write_text(render(template_text, values, _unknown_in(template_path)))
             values["config"] = str(rendered)
         where = _unknown_in(self.config.path, f"services.{service.name}")
         return ServiceSpec(
@@ -233,7 +248,10 @@ class Stack:
             health=service.health,
             port=port,
             port_file=port_file,
-            env={key: render(value, values, where) for key, value in service.env.items()},
+            env={
+                **{key: render(value, values, where) for key, value in service.env.items()},
+                **self.extra_env.get(service.name, {}),
+            },
             cwd=self.config.root,
             owner=self.id,
             startup_timeout=service.startup_timeout,

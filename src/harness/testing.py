@@ -95,19 +95,44 @@ def handle_for(the_stack: stack.Stack) -> StackHandle:
     )
 
 
-def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, Service]:
-    """A proxy of its own for a test that must stop or break it, wired to the shared mock."""
-    if handle.mock_url is None:
-        raise RuntimeError("a private proxy needs the stack's mock upstream")
-    port = handle.mock_url.rsplit(":", 1)[1]
-    inherit: dict[str, object] = {"mock.url": handle.mock_url, "mock.port": port}
+def private_stack(
+    handle: StackHandle,
+    label: str,
+    services: list[str] | None = None,
+    *,
+    proxy_config: str | None = None,
+    proxy_env: dict[str, str] | None = None,
+) -> stack.Stack:
+    """Some services of the stack started for one test, e.g. a proxy with its own config, or a
+    Redis the test may kill. Services not started here (the mock, usually) are the shared
+    stack's: `${mock.url}` in `proxy_config` points at the shared mock.
+
+    `proxy_config` is a template like config/switchyard.toml; `proxy_env` adds to the proxy's
+    environment (keys referenced by `*_env` settings). The caller stops it with `.down()`.
+    """
+    if handle.stack is None:
+        raise RuntimeError("a private stack needs a stack started by the harness")
+    inherit: dict[str, object] = {}
+    for name, live in handle.stack.services().items():
+        inherit[f"{name}.url"] = live.url
+        inherit[f"{name}.port"] = live.port or 0
     private = stack.load(
         f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}",
         owner_pid=run_owner_pid(),
         inherit=inherit,
     )
-    services = private.up(only=[private.config.proxy])
-    return private, services[private.config.proxy]
+    config = private.config
+    if proxy_config is not None:
+        private.config_texts[config.proxy] = proxy_config
+    private.extra_env[config.proxy] = dict(proxy_env or {})
+    private.up(only=services or [config.proxy])
+    return private
+
+
+def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, Service]:
+    """A proxy of its own, with the stack's config, for a test that must stop or break it."""
+    private = private_stack(handle, label)
+    return private, private.services()[private.config.proxy]
 
 
 def standalone_mock(workdir: Path, name: str = "mock") -> Service:
