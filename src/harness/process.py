@@ -207,7 +207,8 @@ class Service:
 
     @property
     def url(self) -> str:
-        return f"http://{self.spec.host}:{self.record.port}"
+        scheme = "redis" if self.spec.health.kind == "redis" else "http"
+        return f"{scheme}://{self.spec.host}:{self.record.port}"
 
     def alive(self) -> bool:
         return process_of(self.record) is not None

@@ -144,6 +144,9 @@ class Stack:
                 clean_stale_pid_file(pid_file)
                 continue
             if service is not None:
+                configured = self.config.services.get(service.record.name)
+                if configured is not None:
+                    service.spec.health = configured.health
                 live[service.record.name] = service
         return live
 

@@ -116,6 +116,20 @@ def private_stack(
     for name, live in handle.stack.services().items():
         inherit[f"{name}.url"] = live.url
         inherit[f"{name}.port"] = live.port or 0
+    return own_stack(
+        label, services, proxy_config=proxy_config, proxy_env=proxy_env, inherit=inherit
+    )
+
+
+def own_stack(
+    label: str,
+    services: list[str] | None = None,
+    *,
+    proxy_config: str | None = None,
+    proxy_env: dict[str, str] | None = None,
+    inherit: dict[str, object] | None = None,
+) -> stack.Stack:
+    """Services of the stack config started on their own, owned by this test run."""
     private = stack.load(
         f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}",
         owner_pid=run_owner_pid(),
