@@ -74,6 +74,8 @@ class Stack:
         # By service name: config templates given as text instead of files, and added env.
         self.config_texts: dict[str, str] = {}
         self.extra_env: dict[str, dict[str, str]] = {}
+        # Services this object started: they keep their Popen handle (exit codes, reaping).
+        self._started: dict[str, Service] = {}
         self.dir = paths.stacks_dir() / stack_id
         self.log_dir = paths.logs_dir() / stack_id
 
@@ -93,6 +95,11 @@ class Stack:
         return started
 
     def start_service(self, name: str) -> Service:
+        service = self._start_service(name)
+        self._started[name] = service
+        return service
+
+    def _start_service(self, name: str) -> Service:
         service_config = self.config.services[name]
         executable = self.config.root / service_config.command[0]
         if service_config.build and not executable.exists():
@@ -117,7 +124,9 @@ class Stack:
             return self.start_service(name)
         port = service.record.port
         service.stop(grace=self._grace(name))
-        return start_service(self._spec(self.config.services[name], port=port))
+        restarted = start_service(self._spec(self.config.services[name], port=port))
+        self._started[name] = restarted
+        return restarted
 
     def down(self) -> list[str]:
         """Stop the services in reverse order and remove the stack's state. Returns their names."""
@@ -143,6 +152,13 @@ class Stack:
             except PidFileError:
                 clean_stale_pid_file(pid_file)
                 continue
+            started = self._started.get(service.record.name) if service else None
+            if (
+                started is not None
+                and service is not None
+                and started.record.pid == service.record.pid
+            ):
+                service = started
             if service is not None:
                 configured = self.config.services.get(service.record.name)
                 if configured is not None:
