@@ -332,33 +332,38 @@ def list_stacks() -> list[str]:
 def sweep_orphans(config_path: Path | None = None) -> list[str]:
     """Stop the stacks whose owner died (SIGKILL, crash) and clean stale PID files everywhere.
 
-    Returns a line per thing cleaned. A stack whose owner (or, while it starts, creator) is
-    alive is left alone: it is somebody else's.
+    Returns a line per thing cleaned. A stack is an orphan when its owner is dead, when it was
+    still starting and its creator is dead, or when its metadata is unreadable. A persistent
+    stack (`invoke up`) that is up is kept, minus the PID files of services that died.
     """
     cleaned: list[str] = []
     paths.state_dir().mkdir(parents=True, exist_ok=True)
     with FileLock(paths.state_dir() / "sweep.lock"):
         for stack_id in list_stacks():
             stack = load(stack_id, config_path=config_path)
-            meta = _read_meta(stack.dir / "stack.json")
-            if meta is not None and _is_alive(meta.get("owner")):
-                continue
-            if (
-                meta is not None
-                and meta.get("state") == "starting"
-                and _is_alive(meta.get("creator"))
-            ):
-                continue
-            persistent = meta is not None and meta.get("owner") is None
             stale = [f for f in stack._pid_files() if clean_stale_pid_file(f)]
             cleaned += [f"stale PID file {f}" for f in stale]
-            if persistent and stack.services():
+            verdict = _orphan_verdict(_read_meta(stack.dir / "stack.json"))
+            if verdict == "alive":
+                continue
+            if verdict == "persistent" and stack.services():
                 continue
             stopped = stack.down()
-            if stopped or not persistent:
+            if stopped or verdict != "persistent":
                 what = ", ".join(stopped) if stopped else "no live process"
                 cleaned.append(f"orphaned stack {stack_id!r} ({what})")
     return cleaned
+
+
+def _orphan_verdict(meta: dict[str, Any] | None) -> str:
+    """ "alive" (leave it), "persistent" (keep while it has services) or "orphan"."""
+    if meta is None:
+        return "orphan"
+    if meta.get("owner") is not None:
+        return "alive" if _is_alive(meta["owner"]) else "orphan"
+    if meta.get("state") == "starting":
+        return "alive" if _is_alive(meta.get("creator")) else "orphan"
+    return "persistent"
 
 
 def _identity(pid: int) -> dict[str, float]:

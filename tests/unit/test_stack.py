@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -161,3 +162,47 @@ def test_crashed_service_leaves_a_stale_pid_file_that_is_cleaned(
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("stale PID file" in line for line in cleaned)
     assert list(state.rglob("*.pid")) == []
+
+
+def test_persistent_stack_killed_while_starting_is_swept(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    # `invoke up` SIGKILLed before the stack was healthy: its creator is dead, state "starting".
+    creator = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "half-up")
+    the_stack.up()
+    meta_path = the_stack.dir / "stack.json"
+    meta = json.loads(meta_path.read_text())
+    meta["state"] = "starting"
+    meta["creator"] = {"pid": creator.pid, "create_time": psutil.Process(creator.pid).create_time()}
+    meta_path.write_text(json.dumps(meta))
+    pids = pids_of(the_stack)
+    assert stack.sweep_orphans(config_path=the_stack.config.path) == [], "its creator is alive"
+    creator.kill()
+    creator.wait()
+
+    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
+    assert any("orphaned stack 'half-up'" in line for line in cleaned)
+    assert all(gone(pid) for pid in pids)
+
+
+def test_persistent_stack_that_is_up_survives_a_sweep(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "kept")
+    the_stack.up()
+    pids = pids_of(the_stack)
+    assert stack.sweep_orphans(config_path=the_stack.config.path) == []
+    assert pids_of(the_stack) == pids
+
+
+def test_unreadable_stack_metadata_makes_an_orphan(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "garbled")
+    the_stack.up()
+    pids = pids_of(the_stack)
+    (the_stack.dir / "stack.json").write_text("{half")
+    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
+    assert any("orphaned stack 'garbled'" in line for line in cleaned)
+    assert all(gone(pid) for pid in pids)
