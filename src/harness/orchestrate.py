@@ -73,7 +73,8 @@ def up() -> None:
 
 def down() -> None:
     the_stack = stack.load()
-    stopped = the_stack.down()
+    with signals_as_exceptions():
+        stopped = the_stack.down()
     sweep(quiet=True)
     if stopped:
         console.success(f"stopped {', '.join(stopped)}")

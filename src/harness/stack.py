@@ -102,7 +102,8 @@ class Stack:
     def _start_service(self, name: str) -> Service:
         service_config = self.config.services[name]
         executable = self.config.root / service_config.command[0]
-        if service_config.build and not executable.exists():
+        built_here = service_config.build and "${" not in service_config.command[0]
+        if built_here and not executable.exists():
             raise ServiceStartError(
                 name, f"{executable} does not exist: build it first (`invoke build`)", None, None
             )
@@ -128,18 +129,28 @@ class Stack:
         self._started[name] = restarted
         return restarted
 
-    def down(self) -> list[str]:
-        """Stop the services in reverse order and remove the stack's state. Returns their names."""
-        stopped = []
+    def down(self, grace: float | None = None) -> list[str]:
+        """Stop the services in reverse order and remove the stack's state. Returns their names.
+
+        Interrupted (Ctrl-C, SIGTERM) while waiting out a grace period, it stops the rest at
+        once, without grace, before letting the interruption through: nothing is left behind.
+        """
+        stopped: list[str] = []
+        try:
+            self._stop_all(grace, stopped)
+        except KeyboardInterrupt:
+            self._stop_all(0.0, stopped)
+            raise
+        return stopped
+
+    def _stop_all(self, grace: float | None, stopped: list[str]) -> None:
         for pid_file in reversed(self._pid_files()):
             with contextlib.suppress(PidFileError):
                 record = read_pid_file(pid_file)
-                grace = self._grace(record.name)
-                stop_record(record, pid_file, grace)
+                stop_record(record, pid_file, self._grace(record.name) if grace is None else grace)
                 stopped.append(record.name)
             pid_file.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return stopped
 
     # ------------------------------------------------------------------ inspection
 

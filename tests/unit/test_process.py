@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -34,6 +35,18 @@ from harness.process import (
     write_pid_file,
 )
 from tests.unit.procs import TOY, gone
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path: Path) -> Iterator[None]:
+    """Even when a test fails half-way, every process it started is gone afterwards: they all
+    carry the marker of this test's owner."""
+    yield
+    prefix = f"unit-{tmp_path.name}/"
+    for proc in psutil.process_iter():
+        if _marker_of(proc).startswith(prefix):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
 @pytest.fixture
