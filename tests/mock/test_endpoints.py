@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
-CONFIGURED = {"mock-chat", "mock-responses", "mock-impatient", "mock-nowhere"}
+CONFIGURED = {"mock-chat", "mock-responses", "mock-impatient", "mock-balanced"}
 
 
 def test_models_lists_the_configured_models(client: openai.OpenAI) -> None:

@@ -6,6 +6,8 @@ import httpx
 import openai
 import pytest
 
+from harness import testing
+
 
 def error_of(response: httpx.Response) -> dict:
     body = response.json()
@@ -65,11 +67,35 @@ def test_upstream_429_keeps_retry_after(client: openai.OpenAI) -> None:
     assert caught.value.response.headers["retry-after"] == "7"
 
 
-def test_upstream_down_is_502(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(
-            model="mock-nowhere", messages=[{"role": "user", "content": "x"}]
-        )
+NOWHERE_CONFIG = """
+[server]
+bind = "127.0.0.1"
+port = 0
+
+[[upstreams]]
+name = "nowhere"
+base_url = "http://127.0.0.1:${unused_port}/v1"
+connect_timeout_ms = 1000
+
+[[models]]
+name = "mock-nowhere"
+upstreams = ["nowhere"]
+"""
+
+
+def test_upstream_down_is_502(stack) -> None:
+    private = testing.private_stack(stack, "nowhere", proxy_config=NOWHERE_CONFIG)
+    try:
+        url = private.url(private.config.proxy)
+        with (
+            openai.OpenAI(base_url=f"{url}/v1", api_key="sk-x", max_retries=0) as client,
+            pytest.raises(openai.APIStatusError) as caught,
+        ):
+            client.chat.completions.create(
+                model="mock-nowhere", messages=[{"role": "user", "content": "x"}]
+            )
+    finally:
+        private.down()
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_unreachable"
 
