@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from invoke import Collection, Context, Exit, task
 
-from harness import console, orchestrate
+from harness import console, orchestrate, smoke_cli
 from harness.config import ConfigError
 from harness.process import ProcessError
 
@@ -81,11 +81,32 @@ def setup_and_test(c: Context, workers: str = "auto", no_color: bool = False) ->
         raise Exit(code=1)
 
 
+@task(
+    help={
+        "start": "start a stack first and stop it afterwards",
+        "requests": "how many requests to send",
+        "json": "print a machine-readable report on stdout",
+    }
+)
+def smoke(
+    c: Context, start: bool = False, requests: int = 20, json: bool = False, no_color: bool = False
+) -> None:
+    """Smoke-check a running stack: health, a mixed load, and consistent /status, /stats,
+    /metrics and /v1/usage. Exits non-zero if anything failed."""
+    args = ["--requests", str(requests)]
+    args += ["--start"] if start else []
+    args += ["--json"] if json else []
+    args += ["--no-color"] if no_color else []
+    code = _guarded(no_color, lambda: smoke_cli.main(args))
+    if code:
+        raise Exit(code=int(code))  # type: ignore[call-overload]
+
+
 @task
 def clean(c: Context, no_color: bool = False) -> None:
     """Stop everything, then remove .switchyard/, reports/ and proxy/target/."""
     _guarded(no_color, orchestrate.clean)
 
 
-ns = Collection(setup, build, up, down, status, logs, test, setup_and_test, clean)
+ns = Collection(setup, build, up, down, status, logs, test, setup_and_test, smoke, clean)
 ns.configure({"run": {"echo": True}})
