@@ -75,6 +75,15 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python=THIS_PYTHON, default=False)
+def fuzz(session: nox.Session) -> None:
+    """The full fuzz run (over 10,000 cases) of the proxy's request handling."""
+    _sync(session, "test")
+    nox_support.prepare_stack(session)
+    session.env.setdefault("SWITCHYARD_FUZZ_EXAMPLES", "1500")
+    _pytest(session, "mock", "-k", "fuzz or schemathesis", "-p", "no:cacheprovider")
+
+
+@nox.session(python=THIS_PYTHON, default=False)
 def coverage(session: nox.Session) -> None:
     """Unit and mock tiers under coverage.py, across xdist workers and started servers."""
     _sync(session, "test", "coverage")

@@ -77,6 +77,12 @@ def test_content_text_joins_text_parts_and_skips_others():
     assert content_text(None) == ""
 
 
+@pytest.mark.parametrize("odd_type", [[], {}, 3, None])
+def test_content_parts_with_a_non_string_type_are_skipped(odd_type):
+    # Found by fuzzing: an unhashable `type` used to crash the mock with a plain-text 500.
+    assert content_text([{"type": odd_type, "text": "x"}, {"type": "text", "text": "y"}]) == "y"
+
+
 def test_responses_turns_from_string_and_items():
     assert responses_turns("hi there") == [("user", "hi there")]
     items = [

@@ -54,7 +54,9 @@ def content_text(content: Any) -> str:
             part["text"]
             for part in content
             if isinstance(part, dict)
-            and part.get("type") in TEXT_PART_TYPES
+            # A client may send any JSON as a part's type; only strings can name a text part.
+            and isinstance(part.get("type"), str)
+            and part["type"] in TEXT_PART_TYPES
             and isinstance(part.get("text"), str)
         )
     return ""
