@@ -3,10 +3,16 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::auth::{AuthConfig, Authenticator};
+use crate::cache::CacheConfig;
+use crate::ledger::{LedgerConfig, Prices};
+use crate::metrics::SloConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -38,6 +44,35 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+
+    // Each module's own table, typed and checked by that module.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub prices: Prices,
+    #[serde(default)]
+    pub slo: SloConfig,
+
+    /// The tenant keys, resolved (environment included) at load time like the
+    /// upstream keys, so a missing variable is a config error.
+    #[serde(skip)]
+    pub authenticator: Option<Arc<Authenticator>>,
+    /// The config file as named in messages.
+    #[serde(skip)]
+    pub file: String,
+
+    /// Directory of the config file: relative paths in it (the ledger's) are
+    /// resolved against it, not against the working directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +122,12 @@ pub struct UpstreamConfig {
     /// (e.g. while reasoning) and the operator has to opt in to cutting them off.
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// Whole attempt, body included; none by default for the same reason.
+    #[serde(default)]
+    pub total_timeout_ms: Option<u64>,
+    /// Share of requests under the `weighted` strategy.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
     /// The key actually sent upstream, from `api_key` or the `api_key_env`
     /// variable, resolved once at load time.
     #[serde(skip)]
@@ -101,6 +142,10 @@ fn default_timeout_ms() -> u64 {
     30_000
 }
 
+fn default_weight() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -108,6 +153,65 @@ pub struct ModelConfig {
     pub upstreams: Vec<String>,
     #[serde(default)]
     pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Models whose upstreams are tried, in order, after this model's own.
+    #[serde(default)]
+    pub fallback_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    Weighted,
+    LeastInFlight,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Total attempts per request, retries and fallbacks together.
+    pub max_attempts: u32,
+    pub attempts_per_upstream: u32,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub respect_retry_after: bool,
+    pub max_retry_after_ms: u64,
+    /// All attempts of one request; for a stream, until its first byte.
+    pub deadline_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            attempts_per_upstream: 1,
+            base_backoff_ms: 50,
+            max_backoff_ms: 2_000,
+            respect_retry_after: true,
+            max_retry_after_ms: 5_000,
+            deadline_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Consecutive failed attempts that eject an upstream.
+    pub failure_threshold: u32,
+    pub cooldown_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            failure_threshold: 3,
+            cooldown_ms: 5_000,
+        }
+    }
 }
 
 /// A string that must never show up in logs or debug output.
@@ -147,6 +251,11 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut config = deserialize(text, file)?;
         config.validate(file, env)?;
+        config.file = file.to_owned();
+        config.base_dir = Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         Ok(config)
     }
 
@@ -189,6 +298,8 @@ impl Config {
                 ("connect_timeout_ms", Some(upstream.connect_timeout_ms)),
                 ("timeout_ms", Some(upstream.timeout_ms)),
                 ("idle_timeout_ms", upstream.idle_timeout_ms),
+                ("total_timeout_ms", upstream.total_timeout_ms),
+                ("weight", Some(u64::from(upstream.weight))),
             ] {
                 if value == Some(0) {
                     return Err(fail(key(field), "must be greater than 0".into()));
@@ -262,7 +373,71 @@ impl Config {
                 return Err(fail(key("upstream_model"), "must not be empty".into()));
             }
         }
+
+        // A second pass: fallbacks may name models defined further down.
+        for (index, model) in self.models.iter().enumerate() {
+            let key = format!("models[{index}].fallback_models");
+            let mut seen = HashSet::new();
+            for fallback in &model.fallback_models {
+                if *fallback == model.name {
+                    return Err(fail(
+                        key,
+                        format!("model \"{fallback}\" cannot fall back to itself"),
+                    ));
+                }
+                if !model_names.contains(fallback.as_str()) {
+                    return Err(fail(key, format!("unknown model \"{fallback}\"")));
+                }
+                if !seen.insert(fallback.as_str()) {
+                    return Err(fail(key, format!("model \"{fallback}\" is listed twice")));
+                }
+            }
+        }
+
+        let retry = &self.retry;
+        for (field, value) in [
+            ("max_attempts", u64::from(retry.max_attempts)),
+            (
+                "attempts_per_upstream",
+                u64::from(retry.attempts_per_upstream),
+            ),
+            ("deadline_ms", retry.deadline_ms),
+        ] {
+            if value == 0 {
+                return Err(fail(
+                    format!("retry.{field}"),
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
+        if retry.max_backoff_ms < retry.base_backoff_ms {
+            return Err(fail(
+                "retry.max_backoff_ms".into(),
+                "must not be less than retry.base_backoff_ms".into(),
+            ));
+        }
+        if self.health.failure_threshold == 0 {
+            return Err(fail(
+                "health.failure_threshold".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        self.cache
+            .validate()
+            .map_err(|problem| keyed(&fail, problem))?;
+        let authenticator = Authenticator::from_config_with_env(&self.auth, &env)
+            .map_err(|problem| keyed(&fail, problem))?;
+        self.authenticator = Some(Arc::new(authenticator));
         Ok(())
+    }
+}
+
+/// A module's own validation message, `"table.key: what is wrong"`, as a
+/// `ConfigError` naming that key.
+fn keyed(fail: &impl Fn(String, String) -> ConfigError, problem: String) -> ConfigError {
+    match problem.split_once(": ") {
+        Some((key, message)) if !key.contains(' ') => fail(key.to_owned(), message.to_owned()),
+        _ => fail(String::new(), problem),
     }
 }
 
@@ -463,6 +638,102 @@ upstream_model = "real-model"
             (
                 VALID.replace("port = 0", "port = 0\nmax_body_bytes = 0"),
                 "server.max_body_bytes: must be greater than 0",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse_err(&text);
+            assert!(err.starts_with(&format!("{FILE}: {expected}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn gateway_defaults_match_the_contract() {
+        let config = Config::parse(VALID, FILE, env).unwrap();
+        let retry = &config.retry;
+        assert_eq!(
+            (
+                retry.max_attempts,
+                retry.attempts_per_upstream,
+                retry.base_backoff_ms,
+                retry.max_backoff_ms,
+                retry.respect_retry_after,
+                retry.max_retry_after_ms,
+                retry.deadline_ms
+            ),
+            (3, 1, 50, 2_000, true, 5_000, 30_000)
+        );
+        assert_eq!(
+            (config.health.failure_threshold, config.health.cooldown_ms),
+            (3, 5_000)
+        );
+        let upstream = &config.upstreams[0];
+        assert_eq!((upstream.weight, upstream.total_timeout_ms), (1, None));
+        assert_eq!(config.models[0].strategy, Strategy::RoundRobin);
+        assert!(config.models[0].fallback_models.is_empty());
+        assert_eq!(config.base_dir, Path::new("config"));
+    }
+
+    #[test]
+    fn gateway_keys_are_read() {
+        let text = VALID.replace(
+            "idle_timeout_ms = 500",
+            "weight = 3\ntotal_timeout_ms = 900",
+        ) + "strategy = \"least_in_flight\"\nfallback_models = [\"other\"]\n"
+            + "[[models]]\nname = \"other\"\nupstreams = [\"mock-b\"]\nstrategy = \"weighted\"\n"
+            + "[retry]\nmax_attempts = 5\nrespect_retry_after = false\n"
+            + "[health]\ncooldown_ms = 10\n";
+        let config = Config::parse(&text, FILE, env).unwrap();
+        assert_eq!(config.upstreams[1].weight, 3);
+        assert_eq!(config.upstreams[1].total_timeout_ms, Some(900));
+        assert_eq!(config.models[0].strategy, Strategy::LeastInFlight);
+        assert_eq!(config.models[0].fallback_models, ["other"]);
+        assert_eq!(config.models[1].strategy, Strategy::Weighted);
+        assert_eq!(config.retry.max_attempts, 5);
+        assert_eq!(config.retry.attempts_per_upstream, 1);
+        assert!(!config.retry.respect_retry_after);
+        assert_eq!(config.health.cooldown_ms, 10);
+        assert_eq!(config.health.failure_threshold, 3);
+    }
+
+    #[test]
+    fn gateway_errors_name_the_key() {
+        let with_model = |extra: &str| format!("{VALID}{extra}\n");
+        let cases = [
+            (
+                with_model("fallback_models = [\"mock-chat\"]"),
+                "models[0].fallback_models: model \"mock-chat\" cannot fall back to itself",
+            ),
+            (
+                with_model("fallback_models = [\"ghost\"]"),
+                "models[0].fallback_models: unknown model \"ghost\"",
+            ),
+            (
+                with_model("strategy = \"random\""),
+                "models[0].strategy: unknown variant `random`",
+            ),
+            (
+                VALID.replace("idle_timeout_ms = 500", "weight = 0"),
+                "upstreams[1].weight: must be greater than 0",
+            ),
+            (
+                VALID.replace("idle_timeout_ms = 500", "total_timeout_ms = 0"),
+                "upstreams[1].total_timeout_ms: must be greater than 0",
+            ),
+            (
+                with_model("[retry]\nmax_attempts = 0"),
+                "retry.max_attempts: must be greater than 0",
+            ),
+            (
+                with_model("[retry]\nbase_backoff_ms = 100\nmax_backoff_ms = 10"),
+                "retry.max_backoff_ms: must not be less than retry.base_backoff_ms",
+            ),
+            (
+                with_model("[retry]\nretries = 2"),
+                "retry.retries: unknown field `retries`",
+            ),
+            (
+                with_model("[health]\nfailure_threshold = 0"),
+                "health.failure_threshold: must be greater than 0",
             ),
         ];
         for (text, expected) in cases {

@@ -38,6 +38,12 @@ pub enum ApiError {
 
     #[error("Upstream \"{upstream}\" sent an unusable response: {detail}")]
     UpstreamBadResponse { upstream: String, detail: String },
+
+    #[error("{0}")]
+    Forbidden(String),
+
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -60,6 +66,8 @@ impl ApiError {
                 StatusCode::BAD_GATEWAY
             }
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -68,6 +76,7 @@ impl ApiError {
             ApiError::UpstreamUnreachable { .. }
             | ApiError::UpstreamTimeout { .. }
             | ApiError::UpstreamBadResponse { .. } => "upstream_error",
+            ApiError::Internal(_) => "server_error",
             _ => "invalid_request_error",
         }
     }
@@ -83,6 +92,8 @@ impl ApiError {
             ApiError::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
             ApiError::UpstreamTimeout { .. } => Some("upstream_timeout"),
             ApiError::UpstreamBadResponse { .. } => Some("upstream_bad_response"),
+            ApiError::Forbidden(_) => Some("insufficient_permissions"),
+            ApiError::Internal(_) => None,
         }
     }
 
@@ -123,9 +134,17 @@ pub fn error_body(
     })
 }
 
+/// What went wrong, attached to error responses (proxy-made or relayed) so the
+/// request's outcome can count errors by type without re-parsing the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorTag(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let tag = ErrorTag(self.code().unwrap_or(self.error_type()).to_owned());
+        let mut response = (self.status(), Json(self.body())).into_response();
+        response.extensions_mut().insert(tag);
+        response
     }
 }
 

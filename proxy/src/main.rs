@@ -59,8 +59,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let port = cli.port.unwrap_or(config.server.port);
     let grace = config.server.shutdown_grace();
 
-    let state = AppState::new(config).map_err(|err| format!("cannot create HTTP client: {err}"))?;
-    let app = router(Arc::new(state));
+    let state = Arc::new(AppState::new(config).await?);
+    let app = router(state.clone());
 
     let listener = TcpListener::bind((bind.as_str(), port))
         .await
@@ -100,8 +100,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     tokio::select! {
         served = server => served.map_err(|err| format!("server error: {err}"))?,
-        () = grace_expired => tracing::warn!("shutdown grace period over, closing open connections"),
+                () = grace_expired => tracing::warn!("shutdown grace period over, closing open connections"),
     }
+    // Every finished request has been handed to the ledger; make it durable
+    // before exiting. (Requests cut by the grace period are recorded as their
+    // connections are dropped, and the ledger writes those when it is dropped.)
+    state.ledger.flush().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,8 +18,8 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// What a handler routed the request to; attached to the response so the
-/// middleware can log it and set `x-switchyard-upstream` in one place.
+/// What a model request was routed to (attached by `tracking::track_outcome`),
+/// so this middleware can log it and set `x-switchyard-upstream` in one place.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTag {
     pub model: Option<String>,

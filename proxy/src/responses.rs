@@ -6,82 +6,103 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderValue};
 use axum::response::Response;
-use serde_json::{Map, Value, json};
+use bytes::Bytes;
+use serde_json::{Value, json};
 
+use crate::dispatch::{CallContext, Reply};
 use crate::error::ApiError;
-use crate::extract::optional_string;
-use crate::proxy::UpstreamCall;
-use crate::state::{SharedState, unix_now};
+use crate::proxy::{store_whole, stream_tap};
+use crate::routing::InFlight;
+use crate::state::{AppState, SharedState, unix_now};
 use crate::streaming::translated_body;
+use crate::tracking::Usage;
 use crate::translate::{self, ResponsesStreamTranslator};
-use crate::upstream::{Endpoint, build_response, client_response_headers, is_event_stream};
+use crate::upstream::{build_response, client_response_headers};
 
-pub async fn via_chat(
-    state: &SharedState,
-    call: &UpstreamCall<'_>,
+/// The chat request a Responses request becomes for one model, with the
+/// conversation its `previous_response_id` continues.
+pub fn chat_request(
+    state: &AppState,
+    request: &Value,
     upstream_model: &str,
-    body: Map<String, Value>,
-    streaming: bool,
-) -> Result<Response, ApiError> {
-    let history = match optional_string(&body, "previous_response_id")? {
-        Some(id) => state
+) -> Result<Value, ApiError> {
+    let history = match request.get("previous_response_id") {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::String(id)) => state
             .store
             .get(id)
             .ok_or_else(|| ApiError::PreviousResponseNotFound(id.to_owned()))?,
-        None => Default::default(),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "Invalid type for 'previous_response_id': expected a string",
+                Some("previous_response_id"),
+            ));
+        }
     };
-    let request = Value::Object(body);
-    let chat_request = translate::responses_to_chat_request(&request, &history, upstream_model)
-        .map_err(|err| ApiError::InvalidRequest {
+    translate::responses_to_chat_request(request, &history, upstream_model).map_err(|err| {
+        ApiError::InvalidRequest {
             message: err.message,
             param: err.param,
-        })?;
+        }
+    })
+}
+
+/// Translates the chat answer back into a Response (streamed or whole) and
+/// remembers the conversation for a later `previous_response_id`.
+pub async fn relay_translated(
+    state: &SharedState,
+    call: &CallContext<'_>,
+    request: &Value,
+    chat_request: &Value,
+    reply: Reply,
+    in_flight: InFlight,
+) -> Result<Response, ApiError> {
     let response_id = format!("resp_{}", uuid::Uuid::new_v4().simple());
     let created_at = unix_now();
     // OpenAI semantics: `store: false` responses cannot be continued later.
     let memory = (request.get("store") != Some(&Value::Bool(false))).then(|| Memory {
         state: state.clone(),
         response_id: response_id.clone(),
-        conversation: conversation_without_instructions(&chat_request, &request),
+        conversation: conversation_without_instructions(chat_request, request),
     });
 
-    let reply = call.send(Endpoint::ChatCompletions, &chat_request).await?;
-    if !reply.status().is_success() {
-        return Ok(call.read(reply).await?.into_client_response());
-    }
-
-    if streaming {
-        if !is_event_stream(reply.headers()) {
-            return Err(bad_response(
-                call,
-                "expected an event stream for a streaming request",
-            ));
+    let reply = match reply {
+        Reply::Stream(stream) => {
+            let mut headers = client_response_headers(&stream.headers);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            let translator = ResponsesStreamTranslator::new(request, response_id, created_at);
+            let body = translated_body(
+                stream.body,
+                translator,
+                Box::new(move |final_response| {
+                    if let Some(memory) = memory {
+                        memory.remember(&final_response);
+                    }
+                }),
+                stream_tap(call, in_flight, &headers),
+            );
+            return Ok(build_response(StatusCode::OK, headers, body));
         }
-        let mut headers = client_response_headers(reply.headers());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        let translator = ResponsesStreamTranslator::new(&request, response_id, created_at);
-        let body = translated_body(
-            call.upstream.body(reply),
-            translator,
-            Box::new(move |final_response| {
-                if let Some(memory) = memory {
-                    memory.remember(&final_response);
-                }
-            }),
-            call.stream_context(),
-        );
-        return Ok(build_response(StatusCode::OK, headers, body));
+        Reply::Complete(reply) => reply,
+    };
+    let upstream = call.outcome.upstream().unwrap_or_default();
+    if call.streaming {
+        return Err(bad_response(
+            upstream,
+            "expected an event stream for a streaming request",
+        ));
     }
-
-    let reply = call.read(reply).await?;
     let chat = serde_json::from_slice::<Value>(&reply.body)
         .ok()
         .filter(Value::is_object)
-        .ok_or_else(|| bad_response(call, "the chat completion is not a JSON object"))?;
-    let response = translate::chat_to_responses_response(&chat, &request, &response_id, created_at);
+        .ok_or_else(|| bad_response(upstream, "the chat completion is not a JSON object"))?;
+    if let Some(usage) = chat.get("usage").and_then(Usage::from_json) {
+        call.outcome.set_usage(usage);
+    }
+    let response = translate::chat_to_responses_response(&chat, request, &response_id, created_at);
     if let Some(memory) = memory {
         memory.remember(&response);
     }
@@ -90,16 +111,14 @@ pub async fn via_chat(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(build_response(
-        reply.status,
-        headers,
-        Body::from(response.to_string()),
-    ))
+    let body = Bytes::from(response.to_string());
+    store_whole(call, &headers, reply.status, &body).await;
+    Ok(build_response(reply.status, headers, Body::from(body)))
 }
 
-fn bad_response(call: &UpstreamCall<'_>, detail: &str) -> ApiError {
+fn bad_response(upstream: String, detail: &str) -> ApiError {
     ApiError::UpstreamBadResponse {
-        upstream: call.upstream.name.clone(),
+        upstream,
         detail: detail.to_owned(),
     }
 }

@@ -1,12 +1,20 @@
 //! State shared by all handlers: configured models and upstreams, their
-//! pooled clients, and the response store.
+//! pooled clients, routing and health, the response store and cache, who may
+//! call, and where finished requests are reported (ledger, metrics).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::auth::Authenticator;
+use crate::cache::ResponseCache;
 use crate::config::{Config, ModelConfig};
 use crate::error::ApiError;
+use crate::ledger::{Ledger, LedgerRecord, Prices};
+use crate::metrics::Metrics;
+use crate::outcome::{LogSink, OutcomeSink, RequestOutcome};
+use crate::routing::Routing;
 use crate::store::ResponseStore;
 use crate::upstream::Upstream;
 
@@ -14,67 +22,142 @@ pub type SharedState = Arc<AppState>;
 
 pub struct AppState {
     pub config: Config,
-    upstreams: HashMap<String, Upstream>,
-    /// Model name -> position in `config.models`, which keeps the configured order for listings.
+    /// In config order: `Candidate::upstream` indexes it.
+    upstreams: Vec<Upstream>,
+    /// Model name -> position in `config.models`.
     model_positions: HashMap<String, usize>,
+    pub routing: Routing,
     pub store: ResponseStore,
+    pub cache: Arc<ResponseCache>,
+    pub auth: Arc<Authenticator>,
+    pub ledger: Arc<Ledger>,
+    pub metrics: Arc<Metrics>,
+    /// Cache backend errors already added to the metrics counter.
+    cache_errors_counted: AtomicU64,
+    sinks: Vec<Arc<dyn OutcomeSink>>,
     pub started: Instant,
     pub started_unix: i64,
 }
 
-/// Where one request goes.
-pub struct Route<'a> {
-    pub model: &'a ModelConfig,
-    pub upstream: &'a Upstream,
-}
-
-impl Route<'_> {
-    /// The model name to send upstream.
-    pub fn upstream_model(&self) -> &str {
-        self.model
-            .upstream_model
-            .as_deref()
-            .unwrap_or(&self.model.name)
-    }
-}
-
 impl AppState {
-    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+    /// Errors name the config file and key, like config errors.
+    pub async fn new(config: Config) -> Result<Self, String> {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|upstream| Ok((upstream.name.clone(), Upstream::new(upstream)?)))
-            .collect::<Result<_, reqwest::Error>>()?;
+            .map(Upstream::new)
+            .collect::<Result<_, reqwest::Error>>()
+            .map_err(|err| format!("cannot create HTTP client: {err}"))?;
         let model_positions = config
             .models
             .iter()
             .enumerate()
             .map(|(position, model)| (model.name.clone(), position))
             .collect();
+        let ledger = Arc::new(
+            Ledger::open(&config.ledger, &config.base_dir)
+                .map_err(|err| format!("{}: {err}", config.file))?,
+        );
+        let upstream_names: Vec<String> = config
+            .upstreams
+            .iter()
+            .map(|upstream| upstream.name.clone())
+            .collect();
+        let metrics = Arc::new(Metrics::new(&upstream_names, config.slo));
+        let sinks: Vec<Arc<dyn OutcomeSink>> = vec![
+            Arc::new(LogSink),
+            Arc::new(LedgerSink {
+                ledger: ledger.clone(),
+                prices: config.prices.clone(),
+            }),
+            metrics.clone(),
+        ];
         Ok(AppState {
             store: ResponseStore::new(config.server.response_store_capacity),
+            routing: Routing::new(&config),
+            cache: Arc::new(ResponseCache::new(&config.cache).await),
+            auth: config
+                .authenticator
+                .clone()
+                .ok_or("the configuration was not validated")?,
             upstreams,
             model_positions,
+            ledger,
+            metrics,
+            cache_errors_counted: AtomicU64::new(0),
+            sinks,
             config,
             started: Instant::now(),
             started_unix: unix_now(),
         })
     }
 
-    pub fn route(&self, model: &str) -> Result<Route<'_>, ApiError> {
-        let not_found = || ApiError::ModelNotFound(model.to_owned());
-        let model = self
-            .model_positions
+    /// Adds a place outcomes go, next to the ledger and the metrics.
+    pub fn with_sink(mut self, sink: Arc<dyn OutcomeSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Position of a served model in `config.models`.
+    pub fn model_index(&self, model: &str) -> Result<usize, ApiError> {
+        self.model_positions
             .get(model)
-            .and_then(|&position| self.config.models.get(position))
-            .ok_or_else(not_found)?;
-        // Config validation guarantees the first listed upstream exists.
-        let upstream = model
-            .upstreams
-            .first()
-            .and_then(|name| self.upstreams.get(name))
-            .ok_or_else(not_found)?;
-        Ok(Route { model, upstream })
+            .copied()
+            .ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))
+    }
+
+    pub fn model(&self, index: usize) -> &ModelConfig {
+        &self.config.models[index]
+    }
+
+    /// The model name to send upstream for a configured model.
+    pub fn upstream_model(&self, index: usize) -> &str {
+        let model = self.model(index);
+        model.upstream_model.as_deref().unwrap_or(&model.name)
+    }
+
+    pub fn upstream(&self, index: usize) -> &Upstream {
+        &self.upstreams[index]
+    }
+
+    pub fn report(&self, outcome: &RequestOutcome) {
+        for sink in &self.sinks {
+            sink.report(outcome);
+        }
+    }
+
+    /// Brings the gauges and counters that mirror other components' state up
+    /// to date, then renders the Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        for (index, upstream) in self.config.upstreams.iter().enumerate() {
+            self.metrics
+                .set_upstream_healthy(&upstream.name, self.routing.health(index).healthy);
+        }
+        let errors = self.cache.errors();
+        let counted = self.cache_errors_counted.swap(errors, Ordering::Relaxed);
+        for _ in counted..errors {
+            self.metrics.cache_error();
+        }
+        self.metrics.render()
+    }
+}
+
+/// Appends each outcome to the ledger, costed with the price table.
+struct LedgerSink {
+    ledger: Arc<Ledger>,
+    prices: Prices,
+}
+
+impl OutcomeSink for LedgerSink {
+    fn report(&self, outcome: &RequestOutcome) {
+        self.ledger
+            .append(LedgerRecord::from_outcome(outcome, &self.prices));
+    }
+}
+
+impl OutcomeSink for Metrics {
+    fn report(&self, outcome: &RequestOutcome) {
+        self.observe(outcome);
     }
 }
 

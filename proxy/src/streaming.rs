@@ -1,16 +1,21 @@
-//! Server-sent-event streams towards the client: the byte-for-byte relay of an
-//! upstream stream, and the Responses stream translated from a chat stream.
-//! Both forward each upstream chunk as soon as it arrives; nothing is buffered
-//! beyond an incomplete line.
+//! Server-sent-event streams towards the client: the relay of an upstream
+//! stream (event by event, bytes unchanged), and the Responses stream
+//! translated from a chat stream. Both forward each upstream chunk's complete
+//! events as soon as they arrive, and watch them for the request's outcome:
+//! content deltas, usage, completion, failure.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, stream};
+use futures_util::stream;
 use serde_json::{Value, json};
 
+use crate::caching::StreamCapture;
 use crate::error::error_body;
+use crate::routing::InFlight;
+use crate::tracking::{OutcomeHandle, Usage};
 use crate::translate::{ResponsesStreamTranslator, SseEvent, sse_frame};
 use crate::upstream::{BodyChunk, UpstreamBody, error_chain};
 
@@ -20,6 +25,14 @@ use crate::upstream::{BodyChunk, UpstreamBody, error_chain};
 pub struct SseMessage {
     pub event: Option<String>,
     pub data: String,
+}
+
+/// An event as received: its exact bytes (through the blank line that ends
+/// it), and what it says. `message` is `None` for comments and stray blank lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub raw: Bytes,
+    pub message: Option<SseMessage>,
 }
 
 /// Incremental SSE parser: chunks may split lines, `\r\n` pairs or UTF-8
@@ -32,39 +45,74 @@ pub struct SseParser {
     scanned: usize,
     event: Option<String>,
     data_lines: Vec<String>,
+    /// The complete lines of the event being read, as received.
+    raw: Vec<u8>,
 }
 
 impl SseParser {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseMessage> {
+        messages(self.push_raw(chunk))
+    }
+
+    /// Flushes what a stream that ended without a final blank line left behind.
+    pub fn finish(&mut self) -> Vec<SseMessage> {
+        messages(self.finish_raw())
+    }
+
+    pub fn push_raw(&mut self, chunk: &[u8]) -> Vec<RawEvent> {
         self.pending.extend_from_slice(chunk);
-        let mut messages = Vec::new();
+        let mut events = Vec::new();
         let mut line_start = 0;
         let mut search_from = self.scanned;
         while let Some(offset) = self.pending[search_from..].iter().position(|&b| b == b'\n') {
             let line_end = search_from + offset;
-            let raw = &self.pending[line_start..line_end];
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let line = String::from_utf8_lossy(raw).into_owned();
-            messages.extend(self.take_line(&line));
+            self.raw
+                .extend_from_slice(&self.pending[line_start..=line_end]);
+            let text = &self.pending[line_start..line_end];
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let line = String::from_utf8_lossy(text).into_owned();
+            let message = self.take_line(&line);
+            if line.is_empty() {
+                events.push(RawEvent {
+                    raw: Bytes::from(std::mem::take(&mut self.raw)),
+                    message,
+                });
+            }
             line_start = line_end + 1;
             search_from = line_start;
         }
         self.pending.drain(..line_start);
         self.scanned = self.pending.len();
-        messages
+        events
     }
 
-    /// Flushes what a stream that ended without a final blank line left behind.
-    pub fn finish(&mut self) -> Vec<SseMessage> {
+    pub fn finish_raw(&mut self) -> Vec<RawEvent> {
         let rest = std::mem::take(&mut self.pending);
         self.scanned = 0;
-        let mut messages = Vec::new();
         if !rest.is_empty() {
-            let raw = rest.strip_suffix(b"\r").unwrap_or(&rest);
-            messages.extend(self.take_line(&String::from_utf8_lossy(raw)));
+            let text = rest.strip_suffix(b"\r").unwrap_or(&rest);
+            let line = String::from_utf8_lossy(text).into_owned();
+            self.take_line(&line);
+            self.raw.extend_from_slice(&rest);
         }
-        messages.extend(self.take_line(""));
-        messages
+        let message = self.take_line("");
+        if self.raw.is_empty() {
+            return Vec::new();
+        }
+        vec![RawEvent {
+            raw: Bytes::from(std::mem::take(&mut self.raw)),
+            message,
+        }]
+    }
+
+    /// The bytes of an event that has not ended yet, discarding its state.
+    pub fn take_unfinished(&mut self) -> Vec<u8> {
+        let mut unfinished = std::mem::take(&mut self.raw);
+        unfinished.append(&mut self.pending);
+        self.scanned = 0;
+        self.event = None;
+        self.data_lines.clear();
+        unfinished
     }
 
     fn take_line(&mut self, line: &str) -> Option<SseMessage> {
@@ -92,6 +140,13 @@ impl SseParser {
     }
 }
 
+fn messages(events: Vec<RawEvent>) -> Vec<SseMessage> {
+    events
+        .into_iter()
+        .filter_map(|event| event.message)
+        .collect()
+}
+
 /// Who is streaming, for log lines about a stream that went wrong.
 #[derive(Clone, Debug)]
 pub struct StreamContext {
@@ -107,6 +162,8 @@ pub enum StreamFlavor {
 
 /// Why a stream could not be relayed to its end, as told to the client.
 struct StreamFailure {
+    /// What the request counts as in its outcome (the client already got a 200).
+    status: u16,
     code: String,
     message: String,
 }
@@ -114,25 +171,44 @@ struct StreamFailure {
 impl StreamFailure {
     /// `None` for chunks that are not failures.
     fn from_chunk(chunk: BodyChunk, context: &StreamContext) -> Option<Self> {
-        let (code, message, cause) = match chunk {
+        let (status, code, message, cause) = match chunk {
             BodyChunk::Data(_) | BodyChunk::End => return None,
             BodyChunk::IdleTimeout => (
+                504,
                 "upstream_timeout",
                 format!("Upstream \"{}\" stopped sending data", context.upstream),
                 "idle timeout".to_owned(),
             ),
+            BodyChunk::TimedOut => (
+                504,
+                "upstream_timeout",
+                format!("Upstream \"{}\" did not finish in time", context.upstream),
+                "total timeout".to_owned(),
+            ),
             BodyChunk::Failed(err) => (
+                502,
                 "upstream_disconnected",
                 format!("Upstream \"{}\" closed the stream early", context.upstream),
                 error_chain(&err),
             ),
         };
         let failure = StreamFailure {
+            status,
             code: code.to_owned(),
             message,
         };
         failure.log(context, &cause);
         Some(failure)
+    }
+
+    /// An error the upstream reported inside its stream.
+    fn reported(error: &Value) -> Self {
+        let text = |field: &str| error.get(field).and_then(Value::as_str).map(str::to_owned);
+        StreamFailure {
+            status: 502,
+            code: text("code").unwrap_or_else(|| "upstream_error".to_owned()),
+            message: text("message").unwrap_or_else(|| "Upstream stream failed".to_owned()),
+        }
     }
 
     fn log(&self, context: &StreamContext, cause: &str) {
@@ -164,14 +240,99 @@ impl StreamFailure {
     }
 }
 
-/// Relays an upstream event stream unchanged. If it breaks off or stalls, one
+/// What a relayed stream reports about itself: to the request's outcome, to
+/// the upstream's health when the stream breaks, and to the cache once it
+/// completed.
+pub struct StreamTap {
+    outcome: OutcomeHandle,
+    context: StreamContext,
+    /// Held until the stream ends: the upstream has a request in flight until then.
+    in_flight: InFlight,
+    pub capture: Option<StreamCapture>,
+    completed: bool,
+    failed: bool,
+}
+
+impl StreamTap {
+    pub fn new(outcome: OutcomeHandle, context: StreamContext, in_flight: InFlight) -> Self {
+        StreamTap {
+            outcome,
+            context,
+            in_flight,
+            capture: None,
+            completed: false,
+            failed: false,
+        }
+    }
+
+    fn sent(&mut self, bytes: &Bytes, content_deltas: u64, upstream_waited: Duration) {
+        self.outcome
+            .stream_progress(content_deltas, upstream_waited);
+        if let Some(capture) = &mut self.capture {
+            capture.record(bytes);
+        }
+    }
+
+    fn failed(&mut self, failure: &StreamFailure) {
+        self.failed = true;
+        self.outcome.stream_failed(failure.status, &failure.code);
+        self.in_flight.record_failure();
+    }
+
+    /// The stream carried a whole answer (`[DONE]`, `response.completed`).
+    fn completed(&mut self) {
+        self.completed = true;
+    }
+
+    /// Called before the bytes that complete the answer go out: a client may
+    /// hang up as soon as it has read them (the OpenAI SDK stops at `[DONE]`),
+    /// and by then the answer must be stored and counted as delivered.
+    async fn deliver(&mut self) {
+        let capture = self.capture.take();
+        if !self.completed || self.failed {
+            return;
+        }
+        self.outcome.stream_delivered();
+        if let Some(capture) = capture {
+            capture.store(self.outcome.produced_usage()).await;
+        }
+    }
+
+    /// Reads what the upstream still sends after the answer completed (usually
+    /// just the end of its body), so its request ends normally rather than
+    /// being cut; bounded, since nothing of it goes to the client.
+    async fn drain(&self, body: &mut UpstreamBody) {
+        if !self.completed {
+            return;
+        }
+        let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+            while let BodyChunk::Data(_) = body.next_chunk().await {}
+        })
+        .await;
+    }
+}
+
+/// How long a completed stream's upstream may take to close its body.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// Options of a relayed (not translated) stream.
+pub struct Relay {
+    pub flavor: StreamFlavor,
+    /// The proxy asked for `include_usage` on the client's behalf, so the
+    /// usage-only chunk is not the client's to see.
+    pub strip_usage: bool,
+}
+
+/// Relays an upstream event stream event by event, bytes unchanged (except a
+/// usage chunk the client did not ask for). If it breaks off or stalls, one
 /// error event in the stream's own format is appended so the client learns why
 /// it ended instead of seeing a silent truncation.
-pub fn passthrough_body(body: UpstreamBody, flavor: StreamFlavor, context: StreamContext) -> Body {
+pub fn passthrough_body(body: UpstreamBody, relay: Relay, tap: StreamTap) -> Body {
     let relay = Passthrough {
         body,
-        flavor,
-        context,
+        parser: SseParser::default(),
+        relay,
+        tap,
         ended: false,
         tail: [b'\n'; 2],
     };
@@ -183,8 +344,9 @@ pub fn passthrough_body(body: UpstreamBody, flavor: StreamFlavor, context: Strea
 
 struct Passthrough {
     body: UpstreamBody,
-    flavor: StreamFlavor,
-    context: StreamContext,
+    parser: SseParser,
+    relay: Relay,
+    tap: StreamTap,
     ended: bool,
     /// The last two bytes relayed, to know whether an appended error event would
     /// start on an event boundary or glue onto a half-sent line.
@@ -193,27 +355,138 @@ struct Passthrough {
 
 impl Passthrough {
     async fn next_bytes(&mut self) -> Option<Bytes> {
-        if self.ended {
-            return None;
+        while !self.ended {
+            let chunk = self.body.next_chunk().await;
+            let (out, deltas) = match chunk {
+                BodyChunk::Data(data) => {
+                    let events = self.parser.push_raw(&data);
+                    self.select(events)
+                }
+                BodyChunk::End => {
+                    self.ended = true;
+                    let events = self.parser.finish_raw();
+                    self.select(events)
+                }
+                failed => {
+                    self.ended = true;
+                    let failure = StreamFailure::from_chunk(failed, &self.tap.context)?;
+                    self.tap.failed(&failure);
+                    // What the upstream managed to send of its last event still
+                    // goes out, so the client sees exactly where it broke.
+                    let mut out = BytesMut::from(&self.parser.take_unfinished()[..]);
+                    self.remember_tail(&out);
+                    if &self.tail != b"\n\n" {
+                        out.extend_from_slice(b"\n\n");
+                    }
+                    out.extend_from_slice(failure.frame(self.relay.flavor).as_bytes());
+                    (out, 0)
+                }
+            };
+            // Once the answer is complete nothing more goes to the client.
+            if self.tap.completed {
+                self.ended = true;
+            }
+            if !out.is_empty() {
+                self.remember_tail(&out);
+                let out = out.freeze();
+                self.tap.sent(&out, deltas, self.body.take_waited());
+                if self.ended {
+                    self.tap.deliver().await;
+                }
+                return Some(out);
+            }
         }
-        match self.body.next_chunk().await {
-            BodyChunk::Data(data) => {
-                self.remember_tail(&data);
-                Some(data)
+        self.tap.deliver().await;
+        self.tap.drain(&mut self.body).await;
+        None
+    }
+
+    /// The bytes to forward from these events, and how many content deltas they carry.
+    fn select(&mut self, events: Vec<RawEvent>) -> (BytesMut, u64) {
+        let mut out = BytesMut::new();
+        let mut deltas = 0;
+        for event in events {
+            let (forward, carried) = match &event.message {
+                Some(message) => match self.relay.flavor {
+                    StreamFlavor::Chat => self.inspect_chat(message),
+                    StreamFlavor::Responses => self.inspect_responses(message),
+                },
+                None => (true, 0),
+            };
+            if forward {
+                out.extend_from_slice(&event.raw);
+                deltas += carried;
             }
-            BodyChunk::End => {
-                self.ended = true;
-                None
+        }
+        (out, deltas)
+    }
+
+    fn inspect_chat(&mut self, message: &SseMessage) -> (bool, u64) {
+        let data = message.data.trim();
+        if data == "[DONE]" {
+            self.tap.completed();
+            return (true, 0);
+        }
+        // A malformed chunk is the client's to judge; it is relayed as is.
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return (true, 0);
+        };
+        if let Some(error) = chunk.get("error").filter(|error| error.is_object()) {
+            let failure = StreamFailure::reported(error);
+            failure.log(&self.tap.context, "error event from upstream");
+            self.tap.failed(&failure);
+            return (true, 0);
+        }
+        let usage = chunk.get("usage").and_then(Usage::from_json);
+        if let Some(usage) = usage {
+            self.tap.outcome.set_usage(usage);
+        }
+        let usage_only = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        if usage_only && usage.is_some() && self.relay.strip_usage {
+            return (false, 0);
+        }
+        (true, chat_content_deltas(&chunk))
+    }
+
+    fn inspect_responses(&mut self, message: &SseMessage) -> (bool, u64) {
+        let parsed = || serde_json::from_str::<Value>(&message.data).ok();
+        let mut event = parsed_type(message.event.as_deref(), None);
+        let data = if event.is_none() || event.as_deref().is_some_and(needs_data) {
+            parsed()
+        } else {
+            None
+        };
+        if event.is_none() {
+            event = parsed_type(None, data.as_ref());
+        }
+        match event.as_deref() {
+            Some("response.output_text.delta" | "response.refusal.delta") => (true, 1),
+            Some("response.completed" | "response.incomplete") => {
+                let usage = data
+                    .as_ref()
+                    .and_then(|data| data.pointer("/response/usage"))
+                    .and_then(Usage::from_json);
+                if let Some(usage) = usage {
+                    self.tap.outcome.set_usage(usage);
+                }
+                self.tap.completed();
+                (true, 0)
             }
-            failed => {
-                self.ended = true;
-                let failure = StreamFailure::from_chunk(failed, &self.context)?;
-                let separator = if &self.tail == b"\n\n" { "" } else { "\n\n" };
-                Some(Bytes::from(format!(
-                    "{separator}{}",
-                    failure.frame(self.flavor)
-                )))
+            Some("error" | "response.failed") => {
+                let error = data
+                    .as_ref()
+                    .map(|data| data.pointer("/response/error").unwrap_or(data))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let failure = StreamFailure::reported(&error);
+                failure.log(&self.tap.context, "error event from upstream");
+                self.tap.failed(&failure);
+                (true, 0)
             }
+            _ => (true, 0),
         }
     }
 
@@ -226,6 +499,34 @@ impl Passthrough {
     }
 }
 
+/// Responses events whose payload matters for the outcome.
+fn needs_data(event: &str) -> bool {
+    matches!(
+        event,
+        "response.completed" | "response.incomplete" | "response.failed" | "error"
+    )
+}
+
+fn parsed_type(event: Option<&str>, data: Option<&Value>) -> Option<String> {
+    event
+        .map(str::to_owned)
+        .or_else(|| Some(data?.get("type")?.as_str()?.to_owned()))
+}
+
+/// Content (or refusal) text deltas in a chat chunk; the role chunk's empty
+/// content is not one.
+pub fn chat_content_deltas(chunk: &Value) -> u64 {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return 0;
+    };
+    choices
+        .iter()
+        .filter_map(|choice| choice.get("delta"))
+        .flat_map(|delta| ["content", "refusal"].map(|key| delta.get(key)))
+        .filter(|text| text.and_then(Value::as_str).is_some_and(|t| !t.is_empty()))
+        .count() as u64
+}
+
 /// Called with the final response object once a translated stream completed.
 pub type OnComplete = Box<dyn FnOnce(Value) + Send>;
 
@@ -234,7 +535,7 @@ pub fn translated_body(
     body: UpstreamBody,
     mut translator: ResponsesStreamTranslator,
     on_complete: OnComplete,
-    context: StreamContext,
+    tap: StreamTap,
 ) -> Body {
     // Sent before the upstream's first chunk, so the client sees
     // `response.created` without waiting for the model.
@@ -244,14 +545,15 @@ pub fn translated_body(
         parser: SseParser::default(),
         translator,
         on_complete: Some(on_complete),
-        context,
+        tap,
         ended: false,
+        deltas: 0,
+        opening: Some(opening),
     };
-    let rest = stream::unfold(translation, |mut translation| async move {
+    Body::from_stream(stream::unfold(translation, |mut translation| async move {
         let bytes = translation.next_bytes().await?;
         Some((Ok::<_, Infallible>(bytes), translation))
-    });
-    Body::from_stream(stream::once(async move { Ok(opening) }).chain(rest))
+    }))
 }
 
 struct Translation {
@@ -259,12 +561,20 @@ struct Translation {
     parser: SseParser,
     translator: ResponsesStreamTranslator,
     on_complete: Option<OnComplete>,
-    context: StreamContext,
+    tap: StreamTap,
     ended: bool,
+    /// Content deltas translated but not yet reported as sent.
+    deltas: u64,
+    /// `response.created` and `response.in_progress`, until sent.
+    opening: Option<Bytes>,
 }
 
 impl Translation {
     async fn next_bytes(&mut self) -> Option<Bytes> {
+        if let Some(opening) = self.opening.take() {
+            self.tap.sent(&opening, 0, Duration::ZERO);
+            return Some(opening);
+        }
         while !self.ended {
             let events = match self.body.next_chunk().await {
                 BodyChunk::Data(data) => {
@@ -281,15 +591,23 @@ impl Translation {
                     }
                     events
                 }
-                failed => match StreamFailure::from_chunk(failed, &self.context) {
+                failed => match StreamFailure::from_chunk(failed, &self.tap.context) {
                     Some(failure) => self.fail(failure),
                     None => Vec::new(),
                 },
             };
             if !events.is_empty() {
-                return Some(encode(&events));
+                let out = encode(&events);
+                let deltas = std::mem::take(&mut self.deltas);
+                self.tap.sent(&out, deltas, self.body.take_waited());
+                if self.ended {
+                    self.tap.deliver().await;
+                }
+                return Some(out);
             }
         }
+        self.tap.deliver().await;
+        self.tap.drain(&mut self.body).await;
         None
     }
 
@@ -306,19 +624,16 @@ impl Translation {
             let failure = match serde_json::from_str::<Value>(&message.data) {
                 Ok(chunk) => match chunk.get("error") {
                     None => {
+                        if let Some(usage) = chunk.get("usage").and_then(Usage::from_json) {
+                            self.tap.outcome.set_usage(usage);
+                        }
+                        self.deltas += chat_content_deltas(&chunk);
                         events.extend(self.translator.on_chat_chunk(&chunk));
                         continue;
                     }
                     Some(error) => {
-                        let text = |field: &str| {
-                            error.get(field).and_then(Value::as_str).map(str::to_owned)
-                        };
-                        let failure = StreamFailure {
-                            code: text("code").unwrap_or_else(|| "upstream_error".to_owned()),
-                            message: text("message")
-                                .unwrap_or_else(|| "Upstream stream failed".to_owned()),
-                        };
-                        failure.log(&self.context, "error event from upstream");
+                        let failure = StreamFailure::reported(error);
+                        failure.log(&self.tap.context, "error event from upstream");
                         failure
                     }
                 },
@@ -326,13 +641,14 @@ impl Translation {
                 // so the stream is reported as failed instead.
                 Err(_) => {
                     let failure = StreamFailure {
+                        status: 502,
                         code: "upstream_bad_response".to_owned(),
                         message: format!(
                             "Upstream \"{}\" sent a malformed stream chunk",
-                            self.context.upstream
+                            self.tap.context.upstream
                         ),
                     };
-                    failure.log(&self.context, "malformed chunk");
+                    failure.log(&self.tap.context, "malformed chunk");
                     failure
                 }
             };
@@ -343,11 +659,13 @@ impl Translation {
 
     fn fail(&mut self, failure: StreamFailure) -> Vec<SseEvent> {
         self.ended = true;
+        self.tap.failed(&failure);
         self.translator.on_error(&failure.message, &failure.code)
     }
 
     fn complete(&mut self) -> Vec<SseEvent> {
         self.ended = true;
+        self.tap.completed();
         let events = self.translator.finish();
         if let Some(on_complete) = self.on_complete.take() {
             on_complete(self.translator.final_response());
@@ -459,6 +777,7 @@ mod tests {
     #[test]
     fn chat_failure_frame_is_an_openai_error_data_event() {
         let failure = StreamFailure {
+            status: 504,
             code: "upstream_timeout".to_owned(),
             message: "stalled".to_owned(),
         };
@@ -477,6 +796,7 @@ mod tests {
     #[test]
     fn responses_failure_frame_is_an_error_event() {
         let failure = StreamFailure {
+            status: 502,
             code: "upstream_disconnected".to_owned(),
             message: "cut".to_owned(),
         };

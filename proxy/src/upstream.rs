@@ -2,18 +2,16 @@
 //! proxy in each direction, the key swap, and turning transport failures and
 //! timeouts into 502/504.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::config::UpstreamConfig;
+use crate::error::{ApiError, ErrorTag, error_body};
+use crate::request_id::REQUEST_ID_HEADER;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
-
-use crate::config::UpstreamConfig;
-use crate::error::{ApiError, error_body};
-use crate::request_id::REQUEST_ID_HEADER;
 
 /// Headers that describe a single connection rather than the message (RFC 9110 7.6.1),
 /// so they must not be relayed in either direction.
@@ -48,6 +46,7 @@ const NOT_FORWARDED_DOWNSTREAM: &[&str] = &["content-length", "content-encoding"
 
 const MAX_WRAPPED_MESSAGE_CHARS: usize = 2000;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     ChatCompletions,
     Responses,
@@ -69,8 +68,11 @@ pub struct Upstream {
     pub responses: bool,
     authorization: Option<HeaderValue>,
     client: reqwest::Client,
-    timeout: Duration,
+    /// Until the response head.
+    pub timeout: Duration,
     idle_timeout: Option<Duration>,
+    /// The whole attempt, body included.
+    pub total_timeout: Option<Duration>,
 }
 
 impl Upstream {
@@ -96,20 +98,19 @@ impl Upstream {
             client,
             timeout: Duration::from_millis(config.timeout_ms),
             idle_timeout: config.idle_timeout_ms.map(Duration::from_millis),
+            total_timeout: config.total_timeout_ms.map(Duration::from_millis),
         })
     }
 
-    /// Sends the request and waits for the response head, at most `timeout_ms`.
-    pub async fn post_json(
+    /// Sends the request and waits for the response head until `head_deadline`.
+    pub async fn send(
         &self,
         endpoint: Endpoint,
         client_headers: &HeaderMap,
         request_id: &str,
-        body: &impl Serialize,
+        payload: Bytes,
+        head_deadline: Instant,
     ) -> Result<reqwest::Response, ApiError> {
-        let payload = serde_json::to_vec(body).map_err(|err| {
-            ApiError::invalid_request(format!("request body cannot be encoded: {err}"), None)
-        })?;
         let request = self
             .client
             .post(format!("{}{}", self.base_url, endpoint.path()))
@@ -120,7 +121,7 @@ impl Upstream {
             ))
             .body(payload);
 
-        match tokio::time::timeout(self.timeout, request.send()).await {
+        match tokio::time::timeout_at(head_deadline.into(), request.send()).await {
             Err(_elapsed) => {
                 tracing::warn!(
                     request_id = %request_id,
@@ -152,10 +153,13 @@ impl Upstream {
         }
     }
 
-    pub fn body(&self, response: reqwest::Response) -> UpstreamBody {
+    /// `deadline` bounds the whole body (the attempt's total timeout).
+    pub fn body(&self, response: reqwest::Response, deadline: Option<Instant>) -> UpstreamBody {
         UpstreamBody {
             response,
             idle_timeout: self.idle_timeout,
+            deadline,
+            waited: Duration::ZERO,
         }
     }
 }
@@ -174,26 +178,46 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// An upstream response body read chunk by chunk, each wait bounded by the
-/// upstream's idle timeout.
+/// upstream's idle timeout and the attempt's deadline. Dropping it drops the
+/// upstream connection, which is how a client that left cancels the upstream.
 pub struct UpstreamBody {
     response: reqwest::Response,
     idle_timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// Time spent waiting for chunks not yet taken by `take_waited`.
+    waited: Duration,
 }
 
 pub enum BodyChunk {
     Data(Bytes),
     End,
     IdleTimeout,
+    /// The attempt's total timeout (or the request's deadline) ran out.
+    TimedOut,
     Failed(reqwest::Error),
 }
 
 impl UpstreamBody {
     pub async fn next_chunk(&mut self) -> BodyChunk {
+        let started = Instant::now();
+        let chunk = self.wait_for_chunk(started).await;
+        self.waited += started.elapsed();
+        chunk
+    }
+
+    async fn wait_for_chunk(&mut self, now: Instant) -> BodyChunk {
+        let idle_deadline = self.idle_timeout.map(|limit| now + limit);
+        let (limit, on_expiry) = match (idle_deadline, self.deadline) {
+            (Some(idle), Some(total)) if total <= idle => (Some(total), BodyChunk::TimedOut),
+            (Some(idle), _) => (Some(idle), BodyChunk::IdleTimeout),
+            (None, Some(total)) => (Some(total), BodyChunk::TimedOut),
+            (None, None) => (None, BodyChunk::End),
+        };
         let read = self.response.chunk();
-        let outcome = match self.idle_timeout {
-            Some(limit) => match tokio::time::timeout(limit, read).await {
+        let outcome = match limit {
+            Some(limit) => match tokio::time::timeout_at(limit.into(), read).await {
                 Ok(outcome) => outcome,
-                Err(_elapsed) => return BodyChunk::IdleTimeout,
+                Err(_elapsed) => return on_expiry,
             },
             None => read.await,
         };
@@ -202,6 +226,11 @@ impl UpstreamBody {
             Ok(None) => BodyChunk::End,
             Err(err) => BodyChunk::Failed(err),
         }
+    }
+
+    /// Upstream waiting time since the last call, for the request's outcome.
+    pub fn take_waited(&mut self) -> Duration {
+        std::mem::take(&mut self.waited)
     }
 }
 
@@ -217,16 +246,17 @@ impl BufferedReply {
         upstream: &Upstream,
         response: reqwest::Response,
         request_id: &str,
+        deadline: Option<Instant>,
     ) -> Result<Self, ApiError> {
         let status = response.status();
         let headers = response.headers().clone();
-        let mut body = upstream.body(response);
+        let mut body = upstream.body(response, deadline);
         let mut collected = BytesMut::new();
         loop {
             match body.next_chunk().await {
                 BodyChunk::Data(data) => collected.extend_from_slice(&data),
                 BodyChunk::End => break,
-                BodyChunk::IdleTimeout => {
+                BodyChunk::IdleTimeout | BodyChunk::TimedOut => {
                     tracing::warn!(
                         request_id = %request_id,
                         upstream = %upstream.name,
@@ -260,6 +290,7 @@ impl BufferedReply {
     /// format is wrapped so clients only ever have to parse one error shape.
     pub fn into_client_response(self) -> Response {
         let mut headers = client_response_headers(&self.headers);
+        let error_tag = (!self.status.is_success()).then(|| upstream_error_tag(&self.body));
         let body = if self.status.is_success() || is_openai_error(&self.body) {
             self.body
         } else {
@@ -269,8 +300,29 @@ impl BufferedReply {
             );
             Bytes::from(wrap_upstream_error(self.status, &self.body).to_string())
         };
-        build_response(self.status, headers, Body::from(body))
+        let mut response = build_response(self.status, headers, Body::from(body));
+        if let Some(tag) = error_tag {
+            response.extensions_mut().insert(tag);
+        }
+        response
     }
+}
+
+/// The upstream error's code (or type), for errors-by-type in the outcome.
+fn upstream_error_tag(body: &[u8]) -> ErrorTag {
+    let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let error = parsed.as_ref().and_then(|value| value.get("error"));
+    let field = |name: &str| {
+        error
+            .and_then(|error| error.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    ErrorTag(
+        field("code")
+            .or_else(|| field("type"))
+            .unwrap_or_else(|| "upstream_error".to_owned()),
+    )
 }
 
 pub fn build_response(status: StatusCode, headers: HeaderMap, body: Body) -> Response {

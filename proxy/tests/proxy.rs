@@ -1,11 +1,13 @@
 //! End-to-end tests: the real router in front of a small in-process fake
 //! upstream, both on OS-assigned ports, driven with a plain HTTP client.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,14 +18,42 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use switchyard::config::Config;
+use switchyard::outcome::{OutcomeSink, RequestOutcome};
 use switchyard::routes::router;
 use switchyard::state::AppState;
 
-/// Lets a test hold a fake stream after its first chunk, to prove the proxy
-/// forwards that chunk before the upstream has finished.
 #[derive(Clone)]
 struct FakeUpstream {
+    /// Lets a test hold a fake stream after its first chunk, to prove the proxy
+    /// forwards that chunk before the upstream has finished.
     gate: Arc<Semaphore>,
+    /// Requests per behaviour path (`/u/{behaviour}/v1/...`).
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// The last chat request body received.
+    last_body: Arc<Mutex<Value>>,
+    /// Gated streams whose body the proxy dropped (the client went away).
+    dropped_streams: Arc<AtomicUsize>,
+}
+
+/// Counts a fake stream as dropped when its state goes away before the end.
+struct DropSignal(Arc<AtomicUsize>, bool);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Every outcome the proxy reported.
+#[derive(Default)]
+struct Captured(Mutex<Vec<RequestOutcome>>);
+
+impl OutcomeSink for Captured {
+    fn report(&self, outcome: &RequestOutcome) {
+        self.0.lock().unwrap().push(outcome.clone());
+    }
 }
 
 async fn serve(app: Router) -> u16 {
@@ -51,11 +81,49 @@ fn event_stream(
         .unwrap()
 }
 
+/// An upstream whose behaviour is named by its path, so one model can have
+/// upstreams that fail in different ways.
+async fn behaviour_chat(
+    State(fake): State<FakeUpstream>,
+    Path(behaviour): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    *fake
+        .hits
+        .lock()
+        .unwrap()
+        .entry(behaviour.clone())
+        .or_default() += 1;
+    let error = |status: u16, code: &str| {
+        (
+            StatusCode::from_u16(status).unwrap(),
+            [("x-mock-upstream", behaviour.clone())],
+            Json(
+                json!({"error": {"message": code, "type": "server_error", "param": null, "code": code}}),
+            ),
+        )
+    };
+    match behaviour.as_str() {
+        name if name.starts_with("s503") => error(503, "unavailable").into_response(),
+        "s429" => {
+            let mut response = error(429, "rate_limit_exceeded").into_response();
+            response
+                .headers_mut()
+                .insert("retry-after-ms", "150".parse().unwrap());
+            response
+        }
+        "bad" => error(400, "bad_request").into_response(),
+        _ => fake_chat(State(fake), headers, Json(body)).await,
+    }
+}
+
 async fn fake_chat(
     State(fake): State<FakeUpstream>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    *fake.last_body.lock().unwrap() = body.clone();
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let last = messages
@@ -123,14 +191,27 @@ async fn fake_chat(
             frames.push(chunk(json!({"content": delta}), Value::Null));
         }
         frames.push(chunk(json!({}), json!("stop")));
+        if body["stream_options"]["include_usage"] == json!(true) {
+            let usage = json!({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+            });
+            frames.push(format!("data: {usage}\n\n"));
+        }
         frames.push("data: [DONE]\n\n".to_owned());
+        let count = frames.len();
         let gated = model == "gated";
         let gate = fake.gate.clone();
+        let signal = Arc::new(Mutex::new(DropSignal(fake.dropped_streams.clone(), false)));
         let parts = stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
             let gate = gate.clone();
+            let signal = signal.clone();
             async move {
                 if gated && i == 1 {
                     gate.acquire().await.unwrap().forget();
+                }
+                if i + 1 == count {
+                    signal.lock().unwrap().1 = true;
                 }
                 Ok::<_, std::io::Error>(Bytes::from(frame))
             }
@@ -171,15 +252,28 @@ async fn fake_responses(headers: HeaderMap, Json(body): Json<Value>) -> Response
 struct Harness {
     base: String,
     http: reqwest::Client,
-    gate: Arc<Semaphore>,
+    fake: FakeUpstream,
+    outcomes: Arc<Captured>,
 }
 
 async fn start() -> Harness {
-    let gate = Arc::new(Semaphore::new(0));
+    start_with("").await
+}
+
+/// `extra` is appended to the config, e.g. `[retry]` or `[health]` tables.
+async fn start_with(extra: &str) -> Harness {
+    let fake = FakeUpstream {
+        gate: Arc::new(Semaphore::new(0)),
+        hits: Arc::default(),
+        last_body: Arc::default(),
+        dropped_streams: Arc::default(),
+    };
+    let fake_state = fake.clone();
     let fake = Router::new()
         .route("/v1/chat/completions", post(fake_chat))
         .route("/v1/responses", post(fake_responses))
-        .with_state(FakeUpstream { gate: gate.clone() });
+        .route("/u/{behaviour}/v1/chat/completions", post(behaviour_chat))
+        .with_state(fake_state.clone());
     let fake_port = serve(fake).await;
     let closed_port = {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -220,9 +314,40 @@ upstream_model = "real-native"
 [[models]]
 name = "dead"
 upstreams = ["closed"]
+
+[[models]]
+name = "dead-then-fake"
+upstreams = ["closed", "fake"]
+upstream_model = "chat"
+
+[[models]]
+name = "cut-with-fallback"
+upstreams = ["fake"]
+upstream_model = "cut-stream"
+fallback_models = ["chat"]
+
+[[models]]
+name = "translated-fallback"
+upstreams = ["s503"]
+fallback_models = ["chat"]
 "#
     );
     let mut text = config;
+    for behaviour in ["s503", "s503b", "s429", "bad", "ok"] {
+        text.push_str(&format!(
+            "\n[[upstreams]]\nname = \"{behaviour}\"\nbase_url = \"http://127.0.0.1:{fake_port}/u/{behaviour}/v1\"\n"
+        ));
+    }
+    for (name, upstreams) in [
+        ("flaky", r#"["s503", "ok"]"#),
+        ("limited", r#"["s429", "ok"]"#),
+        ("all-down", r#"["s503", "s503b"]"#),
+        ("refused", r#"["bad", "ok"]"#),
+    ] {
+        text.push_str(&format!(
+            "\n[[models]]\nname = \"{name}\"\nupstreams = {upstreams}\n"
+        ));
+    }
     for fault in [
         "slow-headers",
         "html-error",
@@ -234,19 +359,55 @@ upstreams = ["closed"]
             "\n[[models]]\nname = \"{fault}\"\nupstreams = [\"fake\"]\n"
         ));
     }
+    text.push_str(extra);
+    // Most tests count what reaches the upstream; the cache tests turn it on.
+    if !extra.contains("[cache]") {
+        text.push_str("\n[cache]\nbackend = \"off\"\n");
+    }
+    if !extra.contains("[ledger]") {
+        text.push_str("\n[ledger]\nbackend = \"memory\"\n");
+    }
     let config = Config::parse(&text, "test.toml", |_| None).unwrap();
-    let state = Arc::new(AppState::new(config).unwrap());
-    let port = serve(router(state)).await;
+    let outcomes = Arc::new(Captured::default());
+    let state = AppState::new(config)
+        .await
+        .unwrap()
+        .with_sink(outcomes.clone());
+    let port = serve(router(Arc::new(state))).await;
     Harness {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        gate,
+        fake: fake_state,
+        outcomes,
     }
 }
 
 impl Harness {
     fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.base)).json(body)
+    }
+
+    fn hits(&self, behaviour: &str) -> usize {
+        self.fake
+            .hits
+            .lock()
+            .unwrap()
+            .get(behaviour)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The outcomes reported so far, waiting a little for `expected` of them:
+    /// a stream the client dropped is reported once the proxy notices.
+    async fn outcomes(&self, expected: usize) -> Vec<RequestOutcome> {
+        let until = Instant::now() + Duration::from_secs(3);
+        loop {
+            let outcomes = self.outcomes.0.lock().unwrap().clone();
+            if outcomes.len() >= expected || Instant::now() > until {
+                return outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Status, headers and the JSON body of a request, for tests that need all three.
@@ -347,7 +508,7 @@ async fn chat_stream_chunks_are_forwarded_before_the_upstream_finishes() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("\"role\":\"assistant\""));
-    h.gate.add_permits(1);
+    h.fake.gate.add_permits(1);
 
     let mut text = String::from_utf8_lossy(&first).into_owned();
     while let Some(bytes) = response.chunk().await.unwrap() {
@@ -695,4 +856,403 @@ async fn broken_translated_stream_ends_with_an_error_event_and_is_not_stored() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+const RETRY_TWICE: &str =
+    "\n[retry]\nattempts_per_upstream = 2\nbase_backoff_ms = 1\nmax_backoff_ms = 5\n";
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_503_is_retried_then_falls_back_to_the_next_upstream() {
+    let h = start_with(RETRY_TWICE).await;
+    let (status, headers, body) = h
+        .json("/v1/chat/completions", &chat_body("flaky", false))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-switchyard-upstream"), "ok");
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "3");
+    assert_eq!((h.hits("s503"), h.hits("ok")), (2, 1));
+
+    let outcomes = h.outcomes(1).await;
+    let outcome = &outcomes[0];
+    assert_eq!(
+        (outcome.attempts, outcome.retries, outcome.fallbacks),
+        (3, 1, 1)
+    );
+    assert_eq!(outcome.upstream.as_deref(), Some("ok"));
+    assert_eq!(outcome.status, 200);
+    assert_eq!((outcome.prompt_tokens, outcome.completion_tokens), (1, 2));
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after_before_the_same_upstream_is_tried_again() {
+    let h = start_with(RETRY_TWICE).await;
+    let started = Instant::now();
+    let (status, headers, _) = h
+        .json("/v1/chat/completions", &chat_body("limited", false))
+        .await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "3");
+    assert_eq!((h.hits("s429"), h.hits("ok")), (2, 1));
+}
+
+#[tokio::test]
+async fn connect_refused_falls_back_without_retrying_by_default() {
+    let h = start().await;
+    let (status, headers, body) = h
+        .json("/v1/chat/completions", &chat_body("dead-then-fake", false))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-switchyard-upstream"), "fake");
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "2");
+    assert_eq!(body["seen"]["model"], "chat");
+}
+
+#[tokio::test]
+async fn exhausted_attempts_return_the_last_upstream_error() {
+    let h = start_with(RETRY_TWICE).await;
+    let (status, headers, body) = h
+        .json("/v1/chat/completions", &chat_body("all-down", false))
+        .await;
+    assert_eq!(status, 503);
+    assert_openai_error(&body, Some("unavailable"));
+    // max_attempts (3) stops the loop: two tries on s503, one on s503b.
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "3");
+    assert_eq!(header(&headers, "x-switchyard-upstream"), "s503b");
+    assert_eq!((h.hits("s503"), h.hits("s503b")), (2, 1));
+    let outcome = &h.outcomes(1).await[0];
+    assert_eq!(outcome.status, 503);
+    assert_eq!(outcome.error_type.as_deref(), Some("unavailable"));
+    assert_eq!(outcome.total_tokens(), 0);
+}
+
+#[tokio::test]
+async fn a_client_error_is_returned_at_once() {
+    let h = start_with(RETRY_TWICE).await;
+    let (status, headers, _) = h
+        .json("/v1/chat/completions", &chat_body("refused", false))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "1");
+    assert_eq!((h.hits("bad"), h.hits("ok")), (1, 0));
+}
+
+#[tokio::test]
+async fn failing_upstreams_are_ejected_and_shown_in_status() {
+    let h = start_with("\n[health]\nfailure_threshold = 2\ncooldown_ms = 60000\n").await;
+    // Round robin puts s503 first on every other request, and it fails each time.
+    for _ in 0..4 {
+        let (status, _, _) = h
+            .json("/v1/chat/completions", &chat_body("flaky", false))
+            .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(h.hits("s503"), 2);
+    // Its turn again, but it is ejected now and left out.
+    let (_, headers, _) = h
+        .json("/v1/chat/completions", &chat_body("flaky", false))
+        .await;
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "1");
+    assert_eq!(h.hits("s503"), 2);
+
+    let status: Value = h
+        .http
+        .get(format!("{}/status", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upstream = |name: &str| {
+        status["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let ejected = upstream("s503");
+    assert_eq!(ejected["healthy"], false);
+    assert_eq!(ejected["consecutive_failures"], 2);
+    assert!(ejected["ejected_until_ms"].as_u64().unwrap() > 0);
+    let fine = upstream("ok");
+    assert_eq!(fine["healthy"], true);
+    assert_eq!(fine["ejected_until_ms"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_after_its_first_byte_never_falls_back() {
+    let h = start().await;
+    let response = h
+        .post(
+            "/v1/chat/completions",
+            &chat_body("cut-with-fallback", true),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(response.headers(), "x-switchyard-attempts"), "1");
+    let text = response.text().await.unwrap();
+    assert!(text.contains("upstream_disconnected"), "{text}");
+    assert!(!text.contains("messages="), "no fallback content: {text}");
+    let outcome = &h.outcomes(1).await[0];
+    assert_eq!(outcome.status, 502);
+    assert_eq!(outcome.error_type.as_deref(), Some("upstream_disconnected"));
+    assert_eq!(outcome.attempts, 1);
+}
+
+#[tokio::test]
+async fn translated_responses_fall_back_too() {
+    let h = start().await;
+    let (status, headers, body) = h
+        .json(
+            "/v1/responses",
+            &json!({"model": "translated-fallback", "input": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-switchyard-upstream"), "fake");
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "2");
+    assert_eq!(
+        body["output"][0]["content"][0]["text"],
+        "messages=1 last=hi"
+    );
+    assert_eq!(body["usage"]["input_tokens"], 1);
+}
+
+fn data_chunks(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn usage_is_requested_upstream_and_stripped_for_a_client_that_did_not_ask() {
+    let h = start().await;
+    let mut request = chat_body("chat", true);
+    request["metadata"] = json!({"k": "v"});
+    request["user"] = json!("u-1");
+    let text = h
+        .post("/v1/chat/completions", &request)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let seen = h.fake.last_body.lock().unwrap().clone();
+    assert_eq!(seen["stream_options"], json!({"include_usage": true}));
+    assert_eq!(seen["metadata"], json!({"k": "v"}));
+    assert_eq!(seen["user"], "u-1");
+    let chunks = data_chunks(&text);
+    assert!(
+        chunks.iter().all(|c| c["choices"] != json!([])),
+        "usage chunk leaked: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    request["stream_options"] = json!({"include_usage": true});
+    let text = h
+        .post("/v1/chat/completions", &request)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let usage_chunks: Vec<Value> = data_chunks(&text)
+        .into_iter()
+        .filter(|c| c["choices"] == json!([]))
+        .collect();
+    assert_eq!(usage_chunks.len(), 1, "{text}");
+    assert_eq!(usage_chunks[0]["usage"]["total_tokens"], 5);
+
+    let outcomes = h.outcomes(2).await;
+    assert_eq!(outcomes.len(), 2);
+    for outcome in outcomes {
+        assert!(outcome.stream);
+        assert_eq!(outcome.status, 200);
+        assert_eq!((outcome.prompt_tokens, outcome.completion_tokens), (2, 3));
+        assert!(outcome.ttft.is_some());
+        assert!(outcome.upstream_time <= outcome.latency);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_cancels_the_upstream_and_is_recorded() {
+    let h = start().await;
+    let mut response = h
+        .post("/v1/chat/completions", &chat_body("gated", true))
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("assistant"));
+    drop(response);
+
+    let outcomes = h.outcomes(1).await;
+    assert_eq!(outcomes.len(), 1, "reported once the client left");
+    let outcome = &outcomes[0];
+    assert_eq!(outcome.status, 499);
+    assert!(outcome.stream);
+    // "hello there" was the input; no content delta had been forwarded yet.
+    assert_eq!((outcome.prompt_tokens, outcome.completion_tokens), (2, 0));
+
+    let until = Instant::now() + Duration::from_secs(3);
+    while h.fake.dropped_streams.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.fake.dropped_streams.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn every_model_request_is_reported_once_even_when_refused() {
+    let h = start().await;
+    let send_raw = |body: &'static str| {
+        h.http
+            .post(format!("{}/v1/chat/completions", h.base))
+            .header("content-type", "application/json")
+            .header("x-request-id", "rid-1")
+            .body(body)
+            .send()
+    };
+    assert_eq!(send_raw("{not json").await.unwrap().status(), 400);
+    let response = h
+        .post("/v1/responses", &json!({"model": "nope", "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(header(response.headers(), "x-switchyard-attempts"), "0");
+    assert!(response.headers().get("x-switchyard-upstream").is_none());
+    h.http
+        .get(format!("{}/v1/models", h.base))
+        .send()
+        .await
+        .unwrap();
+
+    let outcomes = h.outcomes(2).await;
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0].request_id, "rid-1");
+    assert_eq!(outcomes[0].status, 400);
+    assert_eq!(outcomes[0].tenant, "anonymous");
+    assert_eq!(outcomes[1].status, 404);
+    assert_eq!(outcomes[1].model, "nope");
+    assert_eq!(outcomes[1].error_type.as_deref(), Some("model_not_found"));
+    assert_eq!(outcomes[1].attempts, 0);
+}
+
+#[tokio::test]
+async fn the_in_flight_gauge_counts_an_open_stream() {
+    let h = start().await;
+    let gauge = || async {
+        let text = h
+            .http
+            .get(format!("{}/metrics", h.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("switchyard_in_flight_requests "))
+            .map(str::to_owned)
+    };
+    let mut response = h
+        .post("/v1/chat/completions", &chat_body("gated", true))
+        .send()
+        .await
+        .unwrap();
+    response.chunk().await.unwrap().unwrap();
+    assert_eq!(gauge().await.as_deref(), Some("1"));
+    h.fake.gate.add_permits(1);
+    while response.chunk().await.unwrap().is_some() {}
+    assert_eq!(gauge().await.as_deref(), Some("0"));
+}
+
+const MEMORY_CACHE: &str = "\n[cache]\nbackend = \"memory\"\n";
+
+/// Reads a stream up to `[DONE]` and hangs up there, as the OpenAI SDK does.
+async fn read_until_done(mut response: reqwest::Response) -> String {
+    let mut text = String::new();
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&bytes));
+        if text.contains("data: [DONE]") {
+            break;
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_completed_stream_is_stored_and_replayed_byte_for_byte() {
+    let h = start_with(MEMORY_CACHE).await;
+    let request = chat_body("chat", true);
+    let first = h
+        .post("/v1/chat/completions", &request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(first.headers(), "x-switchyard-cache"), "MISS");
+    let first = read_until_done(first).await;
+
+    let second = h
+        .post("/v1/chat/completions", &request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(second.headers(), "x-switchyard-cache"), "HIT");
+    assert_eq!(header(second.headers(), "x-switchyard-attempts"), "0");
+    assert_eq!(header(second.headers(), "x-switchyard-upstream"), "fake");
+    assert!(header(second.headers(), "content-type").starts_with("text/event-stream"));
+    assert_eq!(second.text().await.unwrap(), first);
+
+    let outcomes = h.outcomes(2).await;
+    assert_eq!(
+        outcomes[0].status, 200,
+        "hanging up after [DONE] is not a cut"
+    );
+    assert_eq!(outcomes[1].cache, switchyard::outcome::CacheResult::Hit);
+    assert_eq!(outcomes[1].attempts, 0);
+    assert_eq!(
+        (outcomes[1].prompt_tokens, outcomes[1].completion_tokens),
+        (outcomes[0].prompt_tokens, outcomes[0].completion_tokens)
+    );
+}
+
+#[tokio::test]
+async fn whole_answers_hit_and_cut_streams_are_never_stored() {
+    let h = start_with(MEMORY_CACHE).await;
+    let request = chat_body("chat", false);
+    let (_, headers, first) = h.json("/v1/chat/completions", &request).await;
+    assert_eq!(header(&headers, "x-switchyard-cache"), "MISS");
+    let (_, headers, second) = h.json("/v1/chat/completions", &request).await;
+    assert_eq!(header(&headers, "x-switchyard-cache"), "HIT");
+    assert_eq!(first, second);
+
+    let cut = chat_body("cut-stream", true);
+    for _ in 0..2 {
+        let response = h.post("/v1/chat/completions", &cut).send().await.unwrap();
+        assert_eq!(header(response.headers(), "x-switchyard-cache"), "MISS");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("upstream_disconnected")
+        );
+    }
 }
