@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -91,6 +92,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         let _ = shutdown_tx.send(true);
     });
 
+    // Without TCP_NODELAY, Nagle's algorithm holds back the small trailing writes of a stream
+    // (the last SSE events) for tens of milliseconds.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY on a client connection: {err}");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(signalled(shutdown_rx.clone()))
         .into_future();

@@ -94,12 +94,13 @@ class Stack:
             raise
         return started
 
-    def start_service(self, name: str) -> Service:
-        service = self._start_service(name)
+    def start_service(self, name: str, port: int | None = None) -> Service:
+        """Start one service; `port` brings a "pick" service back on a port it had before."""
+        service = self._start_service(name, port)
         self._started[name] = service
         return service
 
-    def _start_service(self, name: str) -> Service:
+    def _start_service(self, name: str, port: int | None) -> Service:
         service_config = self.config.services[name]
         executable = self.config.root / service_config.command[0]
         built_here = service_config.build and "${" not in service_config.command[0]
@@ -107,9 +108,9 @@ class Stack:
             raise ServiceStartError(
                 name, f"{executable} does not exist: build it first (`invoke build`)", None, None
             )
-        attempts = PICK_PORT_ATTEMPTS if service_config.port == "pick" else 1
+        attempts = PICK_PORT_ATTEMPTS if service_config.port == "pick" and port is None else 1
         for attempt in range(1, attempts + 1):
-            spec = self._spec(service_config)
+            spec = self._spec(service_config, port=port)
             try:
                 return start_service(spec)
             except ServiceStartError:
@@ -125,9 +126,7 @@ class Stack:
             return self.start_service(name)
         port = service.record.port
         service.stop(grace=self._grace(name))
-        restarted = start_service(self._spec(self.config.services[name], port=port))
-        self._started[name] = restarted
-        return restarted
+        return self.start_service(name, port=port)
 
     def down(self, grace: float | None = None) -> list[str]:
         """Stop the services in reverse order and remove the stack's state. Returns their names.
@@ -400,15 +399,18 @@ def _is_alive(identity: Any) -> bool:
 
 
 def prune_logs(keep: int) -> None:
-    """Keep the logs of the newest stacks and of every stack that still exists."""
+    """Keep the logs of the newest stacks and of every stack that still exists.
+
+    Other processes start and prune stacks at the same time, so a directory may vanish
+    between listing it and looking at it: that is fine, it is gone either way.
+    """
     logs = paths.logs_dir()
-    if not logs.is_dir():
-        return
     live = set(list_stacks())
-    old = sorted(
-        (d for d in logs.iterdir() if d.is_dir() and d.name not in live),
-        key=lambda d: d.stat().st_mtime,
-        reverse=True,
-    )
-    for directory in old[keep:]:
+    aged: list[tuple[float, Path]] = []
+    for directory in logs.iterdir() if logs.is_dir() else []:
+        if directory.name in live:
+            continue
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            aged.append((directory.stat().st_mtime, directory))
+    for _, directory in sorted(aged, reverse=True)[keep:]:
         shutil.rmtree(directory, ignore_errors=True)
