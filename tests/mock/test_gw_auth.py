@@ -212,3 +212,21 @@ def test_keys_never_appear_in_the_proxy_log(gateways: Gateways, tag: str) -> Non
     log = wait_for(log_with_last_request, what="the last request's log line")
     for secret in [*keys.all(), UPSTREAM_KEY, UNKNOWN_KEY]:
         assert secret not in log
+
+
+def test_keys_never_appear_in_any_file_the_stack_wrote(gateways: Gateways, tag: str) -> None:
+    """PID files, port files, the rendered config, the ledger and the logs: no key anywhere."""
+    gateway, keys, _, _ = auth_gateway(gateways)
+    for index, key in enumerate([*keys.all(), UNKNOWN_KEY]):
+        ask(gateway.sdk(key), CHAT, "keyed", "files", stream=index % 2 == 0)
+        ask(gateway.sdk(key), RESPONSES, "keyless", "files", stream=index % 2 == 1)
+    admin_usage(gateway, keys.admin)
+    stack = gateway.private
+    written = [*stack.dir.rglob("*"), *stack.log_dir.rglob("*")]
+    files = [path for path in written if path.is_file()]
+    assert any(path.suffix == ".pid" for path in files), "the scan covers the PID files"
+    assert any(path.suffix == ".toml" for path in files), "and the rendered config"
+    for path in files:
+        content = path.read_bytes()
+        for secret in [*keys.all(), UPSTREAM_KEY, UNKNOWN_KEY]:
+            assert secret.encode() not in content, f"a key in {path}"
