@@ -57,13 +57,22 @@ class Scene:
 
     def invoke(self, *args: str) -> subprocess.Popen[bytes]:
         # The user's terminal: a raw process we signal, not one the harness manages.
-        return subprocess.Popen(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=paths.root(),
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / "invoke.out", "ab") as output:
+            return subprocess.Popen(
+                [sys.executable, "-m", "invoke", *args],
+                cwd=paths.root(),
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        """What every `invoke` of this scene printed, for failure messages."""
+        try:
+            return (self.state / "invoke.out").read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
 
     def run(self, *args: str) -> int:
         return self.invoke(*args).wait(timeout=WAIT)
@@ -99,10 +108,20 @@ def scene_with(tmp_path: Path, *flags: str, build: str = "", stop_grace: float =
     return Scene(tmp_path / "state", config, service)
 
 
-def eventually(condition: Callable[[], object], what: str, within: float = WAIT) -> None:
+def eventually(
+    condition: Callable[[], object],
+    what: str,
+    within: float = WAIT,
+    orchestrator: subprocess.Popen[bytes] | None = None,
+    scene: Scene | None = None,
+) -> None:
+    """Wait for a condition, failing at once (with invoke's output) if invoke already exited."""
     deadline = time.monotonic() + within
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        said = f"\n--- invoke said ---\n{scene.output()}" if scene else ""
+        if orchestrator is not None and orchestrator.poll() is not None:
+            pytest.fail(f"invoke exited ({orchestrator.returncode}) before {what}{said}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}{said}"
         time.sleep(0.02)
 
 
@@ -153,7 +172,7 @@ def test_killed_during_startup_before_health(
     scene = scene_with(tmp_path, "--no-listen")
     leftovers.append(scene)
     orchestrator = scene.invoke("up")
-    eventually(scene.pid_files, "the server's PID file")
+    eventually(scene.pid_files, "the server's PID file", orchestrator=orchestrator, scene=scene)
     interrupt(orchestrator, sig)
     assert_clean_after(scene, sig)
 
@@ -165,7 +184,12 @@ def test_killed_during_the_build(tmp_path: Path, sig: signal.Signals, leftovers)
     scene = scene_with(tmp_path, build=build)
     leftovers.append(scene)
     orchestrator = scene.invoke("build")
-    eventually(lambda: children_named(orchestrator, marker), "the build to start")
+    eventually(
+        lambda: children_named(orchestrator, marker),
+        "the build to start",
+        orchestrator=orchestrator,
+        scene=scene,
+    )
     [builder] = children_named(orchestrator, marker)
     interrupt(orchestrator, sig)
     eventually(
@@ -181,7 +205,12 @@ def test_killed_while_the_tests_run(tmp_path: Path, sig: signal.Signals, leftove
     scene = scene_with(tmp_path)
     leftovers.append(scene)
     orchestrator = scene.invoke("setup-and-test", "--workers", "1")
-    eventually(lambda: children_named(orchestrator, "pytest"), "the tests to start")
+    eventually(
+        lambda: children_named(orchestrator, "pytest"),
+        "the tests to start",
+        orchestrator=orchestrator,
+        scene=scene,
+    )
     assert scene.servers(), "the stack is up while the tests run"
     interrupt(orchestrator, sig)
     eventually(lambda: not children_named(orchestrator, "pytest"), "pytest to stop", within=10)
@@ -196,7 +225,13 @@ def test_killed_during_teardown(tmp_path: Path, sig: signal.Signals, leftovers) 
     assert scene.run("up") == 0
     log = scene.state / "logs" / "default" / f"{scene.service}.log"
     orchestrator = scene.invoke("down")
-    eventually(lambda: "ignoring SIGTERM" in log.read_text(), "down to be waiting", within=10)
+    eventually(
+        lambda: "ignoring SIGTERM" in log.read_text(),
+        "down to be waiting",
+        within=10,
+        orchestrator=orchestrator,
+        scene=scene,
+    )
     interrupt(orchestrator, sig)
     if sig == signal.SIGKILL:
         # A persistent stack stays up when `down` dies: the next `down` finishes the job.
