@@ -53,7 +53,7 @@ def _pytest(session: nox.Session, tier: str, *extra: str) -> None:
 @nox.session(python=THIS_PYTHON)
 def unit(session: nox.Session) -> None:
     """Unit tier: the harness and the mock upstream's fidelity to the openai SDK."""
-    _sync(session, "test")
+    _sync(session, "test", "bench")
     _pytest(session, "unit")
 
 
@@ -102,6 +102,15 @@ def coverage(session: nox.Session) -> None:
     session.run("coverage", "report")
     session.run("coverage", "html")
     session.run("coverage", "xml")
+
+
+@nox.session(python=THIS_PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """The benchmark: switchyard against its upstream (scripts/bench.py; arguments after -- go
+    to it, e.g. `nox -s bench -- --quick`)."""
+    _sync(session, "bench")
+    nox_support.prepare_stack(session)
+    session.run("python", "scripts/bench.py", "--no-build", *session.posargs)
 
 
 @nox.session(python=THIS_PYTHON)

@@ -6,10 +6,12 @@ Every task takes `--no-color` (so does the NO_COLOR environment variable).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 
 from invoke import Collection, Context, Exit, task
 
+from harness import bench as benchmark
 from harness import console, orchestrate, smoke_cli
 from harness.config import ConfigError
 from harness.process import ProcessError
@@ -102,11 +104,57 @@ def smoke(
         raise Exit(code=int(code))  # type: ignore[call-overload]
 
 
+@task(
+    help={
+        "quick": "a fast sanity run: 100 and 1000 req/s, short phases",
+        "rates": "open-loop request rates per second, comma-separated (100,500,1000,2000)",
+        "duration": "measured seconds per rate per target (10; quick: 2)",
+        "results": "where bench.json, bench.md and latency.png go (reports/bench/)",
+        "proxy_cmd": "another proxy to start and measure: a command with {port} and "
+        "{upstream_url}, optionally NAME=COMMAND; repeatable",
+        "proxy_url": "another proxy, already running, to measure: [NAME=]URL; repeatable",
+        "args": 'more options of scripts/bench.py, e.g. --args "--concurrency 64"',
+        "no_build": "do not run cargo build first",
+    },
+    iterable=["proxy_cmd", "proxy_url"],
+    auto_shortflags=False,
+)
+def bench(
+    c: Context,
+    quick: bool = False,
+    rates: str = "",
+    duration: float = 0.0,
+    results: str = "",
+    proxy_cmd: list[str] | None = None,
+    proxy_url: list[str] | None = None,
+    args: str = "",
+    no_build: bool = False,
+    no_color: bool = False,
+) -> None:
+    """Benchmark what switchyard adds over calling its upstream directly (open-loop latency by
+    rate, closed-loop throughput, streaming, cache hits, memory). Markdown on stdout; results
+    under reports/bench/. The plot needs matplotlib: `uv run --group bench invoke bench`."""
+    argv = ["--quick"] if quick else []
+    argv += ["--rates", rates] if rates else []
+    argv += ["--duration", str(duration)] if duration else []
+    argv += ["--results", results] if results else []
+    for command in proxy_cmd or []:
+        argv += ["--proxy-cmd", command]
+    for url in proxy_url or []:
+        argv += ["--proxy-url", url]
+    argv += ["--no-build"] if no_build else []
+    argv += ["--no-color"] if no_color else []
+    argv += shlex.split(args)
+    code = _guarded(no_color, lambda: benchmark.main(argv))
+    if code:
+        raise Exit(code=int(code))  # type: ignore[call-overload]
+
+
 @task
 def clean(c: Context, no_color: bool = False) -> None:
     """Stop everything, then remove .switchyard/, reports/ and proxy/target/."""
     _guarded(no_color, orchestrate.clean)
 
 
-ns = Collection(setup, build, up, down, status, logs, test, setup_and_test, smoke, clean)
+ns = Collection(setup, build, up, down, status, logs, test, setup_and_test, smoke, bench, clean)
 ns.configure({"run": {"echo": True}})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -462,7 +463,7 @@ def run(
         cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
-        preexec_fn=_terminate_with_parent,
+        preexec_fn=functools.partial(_terminate_with_parent, os.getpid()),
         stdout=subprocess.PIPE if on_output else None,
         stderr=subprocess.STDOUT if on_output else None,
         text=bool(on_output),
@@ -482,12 +483,15 @@ def run(
         raise
 
 
-def _terminate_with_parent() -> None:
+def _terminate_with_parent(parent: int) -> None:
     """In the child, before exec: ask Linux for SIGTERM when our parent dies, so a foreground
-    command (pytest, cargo) does not outlive a SIGKILLed harness."""
+    command (pytest, cargo) does not outlive a SIGKILLed harness. If the parent died before
+    the request took effect, nobody will send that signal: go now."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,769 @@
+"""The benchmark: how little `switchyard` adds over calling its upstream directly.
+
+`scripts/bench.py`, `invoke bench` and `nox -s bench` all call `main`. Everything runs under the
+process manager, as one stack of its own (`bench-<pid>`, owned by this process): the fast
+fixed-response upstream (`proxy/src/bin/fast_upstream.rs`), switchyard with the cache off,
+switchyard with the memory cache (for the cache-hit run only), and any other proxy given with
+`--proxy-cmd`. The load generator (`proxy/src/bin/loadgen.rs`) runs in the foreground through
+`harness.process.run`, once per phase, with every target interleaved slice by slice:
+
+1. open loop at each rate (default 100, 500, 1000, 2000 req/s): latency from the scheduled send
+   time, the achieved rate, errors, the proxy's overhead at each percentile and its CPU time per
+   request;
+2. closed loop at a fixed concurrency: the maximum throughput;
+3. streaming: what the proxy adds to the time to first event and to the gaps between events;
+4. the cache path: the latency of a cache hit.
+
+The proxy's RSS is sampled before, during and after the load. The result goes to stdout as
+Markdown and to `--results` (default `reports/bench/`) as bench.json, bench.md and latency.png.
+Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.markup import escape
+
+from harness import bench_report as report
+from harness import paths, toolchain
+from harness.config import ConfigError, ServiceConfig, StackConfig
+from harness.process import HealthCheck, ProcessError, run, signals_as_exceptions
+from harness.stack import Stack
+
+UPSTREAM = "upstream"
+# A second fast upstream measured as if it were a proxy (`--control`): what it "adds" over
+# the first is the noise floor of the overhead figures.
+CONTROL = "control"
+RESERVED = {UPSTREAM, CONTROL, report.DIRECT, report.SWITCHYARD, report.SWITCHYARD_CACHE}
+BINARIES = ("switchyard", "fast_upstream", "loadgen")
+PHASES = ("open", "closed", "stream", "cache")
+NAME_PREFIX = re.compile(r"^([a-z][a-z0-9_-]*)=(.+)$", re.DOTALL)
+
+QUICK: dict[str, Any] = {
+    "rates": [100.0, 1000.0],
+    "duration": 2.0,
+    "slice_ms": 500,
+    "warmup_ms": 200,
+    "closed_duration": 1.5,
+    "stream_duration": 1.5,
+    "cache_duration": 1.5,
+}
+FULL: dict[str, Any] = {
+    "rates": [100.0, 500.0, 1000.0, 2000.0],
+    "duration": 10.0,
+    "slice_ms": 1000,
+    "warmup_ms": 500,
+    "closed_duration": 5.0,
+    "stream_duration": 5.0,
+    "cache_duration": 5.0,
+}
+
+
+class BenchError(ProcessError):
+    """The benchmark could not run: a target misbehaves, or the load generator failed."""
+
+
+@dataclass(frozen=True)
+class OtherProxy:
+    """Another OpenAI-compatible proxy measured side by side: started from `command` (with
+    `{port}`, `{upstream_url}`, `{upstream_port}` placeholders) or already running at `url`."""
+
+    name: str
+    command: str | None = None
+    url: str | None = None
+    health: str = "tcp"
+
+
+@dataclass
+class BenchOptions:
+    rates: list[float] = field(default_factory=lambda: list(FULL["rates"]))
+    duration: float = 10.0
+    slice_ms: int = 1000
+    warmup_ms: int = 500
+    concurrency: int = 32
+    closed_duration: float = 5.0
+    stream_rate: float = 100.0
+    stream_duration: float = 5.0
+    cache_rate: float = 1000.0
+    cache_duration: float = 5.0
+    chunk_interval_us: int = 1000
+    model: str = "bench"
+    timeout_ms: int = 10_000
+    results: Path = field(default_factory=lambda: paths.reports_dir() / "bench")
+    others: list[OtherProxy] = field(default_factory=list)
+    proxy_log: str = "info"
+    upstream_workers: int = 1
+    loadgen_threads: int = 1
+    control: bool = False
+    phases: list[str] = field(default_factory=lambda: list(PHASES))
+    build: bool = True
+    plot: bool = True
+    quick: bool = False
+    no_color: bool = False
+
+
+# --------------------------------------------------------------------------- options
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Measure what switchyard adds over calling its upstream directly.",
+    )
+    add = parser.add_argument
+    add("--quick", action="store_true", help="a fast sanity run: 100 and 1000/s, short phases")
+    add("--rates", help="open-loop request rates per second, comma-separated (100,500,1000,2000)")
+    add("--duration", type=float, help="measured seconds per rate per target (10; quick: 2)")
+    add("--slice-ms", type=int, help="targets take turns in slices this long (1000; quick: 500)")
+    add("--warmup-ms", type=int, help="unmeasured load per target before each phase (500)")
+    add("--concurrency", type=int, default=32, help="closed-loop concurrent requests (32)")
+    add("--closed-duration", type=float, help="closed-loop seconds per target (5)")
+    add("--stream-rate", type=float, default=100.0, help="streams per second (100)")
+    add("--stream-duration", type=float, help="streaming seconds per target (5)")
+    add("--cache-rate", type=float, default=1000.0, help="cache-hit run, requests/s (1000)")
+    add("--cache-duration", type=float, help="cache-hit seconds per target (5)")
+    add("--chunk-interval-us", type=int, default=1000, help="upstream pause between events")
+    add("--model", default="bench", help="the model every request names (bench)")
+    add("--timeout-ms", type=int, default=10_000, help="a slower answer is an error (10000)")
+    add("--results", type=Path, help="where results go (reports/bench/)")
+    add(
+        "--proxy-cmd",
+        action="append",
+        default=[],
+        metavar="[NAME=]COMMAND",
+        help="another proxy to start and measure; placeholders {port}, {upstream_url} "
+        "(the upstream's OpenAI base URL, .../v1) and {upstream_port}; repeatable",
+    )
+    add(
+        "--proxy-url",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="another proxy, already running, to measure (its base URL); repeatable",
+    )
+    add("--proxy-health", default="tcp", help="health check of --proxy-cmd: tcp or http:/path")
+    add("--proxy-log", default="info", help="switchyard's SWITCHYARD_LOG (info, as deployed)")
+    add("--upstream-workers", type=int, default=1, help="the fast upstream's threads (1)")
+    add(
+        "--control",
+        action="store_true",
+        help="also measure a second fast upstream as if it were a proxy: the noise floor",
+    )
+    add("--loadgen-threads", type=int, default=1, help="the load generator's threads (1)")
+    add("--only", help="some phases only, comma-separated: open, closed, stream, cache")
+    add("--no-build", action="store_true", help="do not run cargo build first")
+    add("--no-plot", action="store_true", help="skip latency.png")
+    add("--no-color", action="store_true", help="plain progress lines (so does NO_COLOR)")
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else FULL
+
+    def pick(name: str) -> Any:
+        value = getattr(args, name)
+        return preset[name] if value is None else value
+
+    try:
+        HealthCheck.parse(args.proxy_health)
+        rates = parse_rates(args.rates) if args.rates else list(preset["rates"])
+        others = other_proxies(args.proxy_cmd, args.proxy_url, args.proxy_health)
+        phases = parse_phases(args.only) if args.only else list(PHASES)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return BenchOptions(
+        rates=rates,
+        duration=pick("duration"),
+        slice_ms=pick("slice_ms"),
+        warmup_ms=pick("warmup_ms"),
+        concurrency=args.concurrency,
+        closed_duration=pick("closed_duration"),
+        stream_rate=args.stream_rate,
+        stream_duration=pick("stream_duration"),
+        cache_rate=args.cache_rate,
+        cache_duration=pick("cache_duration"),
+        chunk_interval_us=args.chunk_interval_us,
+        model=args.model,
+        timeout_ms=args.timeout_ms,
+        results=args.results or paths.reports_dir() / "bench",
+        others=others,
+        proxy_log=args.proxy_log,
+        upstream_workers=args.upstream_workers,
+        loadgen_threads=args.loadgen_threads,
+        control=args.control,
+        phases=phases,
+        build=not args.no_build,
+        plot=not args.no_plot,
+        quick=args.quick,
+        no_color=args.no_color or "NO_COLOR" in os.environ,
+    )
+
+
+def parse_rates(text: str) -> list[float]:
+    rates = []
+    for part in text.split(","):
+        try:
+            rate = float(part)
+        except ValueError:
+            raise ValueError(f"--rates: {part.strip()!r} is not a number") from None
+        if not rate > 0:
+            raise ValueError(f"--rates: {part.strip()!r} is not a positive rate")
+        rates.append(rate)
+    return rates
+
+
+def parse_phases(text: str) -> list[str]:
+    phases = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [phase for phase in phases if phase not in PHASES]
+    if unknown or not phases:
+        raise ValueError(f"--only {text!r}: choose among {', '.join(PHASES)}")
+    return [phase for phase in PHASES if phase in phases]
+
+
+def split_name(text: str) -> tuple[str | None, str]:
+    """`name=value` -> (name, value) when it starts with a lowercase name and `=`; else the
+    text is all value (so `OPENAI_API_KEY=x cmd` and URLs are left alone)."""
+    match = NAME_PREFIX.match(text.strip())
+    if match and "://" not in match.group(1):
+        return match.group(1), match.group(2).strip()
+    return None, text.strip()
+
+
+def other_proxies(commands: Sequence[str], urls: Sequence[str], health: str) -> list[OtherProxy]:
+    """The other proxies, each with a unique target name."""
+    taken = set(RESERVED)
+    others = []
+
+    def unique(name: str) -> str:
+        candidate, suffix = name, 2
+        while candidate in taken:
+            candidate, suffix = f"{name}-{suffix}", suffix + 1
+        taken.add(candidate)
+        return candidate
+
+    for index, text in enumerate(commands, 1):
+        name, command = split_name(text)
+        words = shlex.split(command)
+        if not words:
+            raise ValueError(f"--proxy-cmd {text!r}: empty command")
+        if "{port}" not in command:
+            raise ValueError(f"--proxy-cmd {text!r}: the command must use {{port}}")
+        default = re.sub(r"[^a-z0-9_-]", "-", Path(words[0]).name.lower()) or f"proxy-{index}"
+        others.append(OtherProxy(unique(name or default), command=command, health=health))
+    for index, text in enumerate(urls, 1):
+        name, url = split_name(text)
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--proxy-url {text!r}: expected an http:// URL")
+        if not url.startswith("http://"):
+            raise ValueError(f"--proxy-url {text!r}: the load generator speaks plain http only")
+        others.append(OtherProxy(unique(name or f"url-{index}"), url=base_url(url)))
+    return others
+
+
+def base_url(url: str) -> str:
+    """Scheme, host and port: the load generator appends /v1/chat/completions itself."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def stack_command(command: str) -> list[str]:
+    """A `--proxy-cmd` as a stack command: `{port}` and friends become stack placeholders."""
+    replacements = {
+        "{port}": "${port}",
+        "{upstream_url}": "${upstream.url}/v1",
+        "{upstream_port}": "${upstream.port}",
+    }
+    words = []
+    for word in shlex.split(command):
+        for old, new in replacements.items():
+            word = word.replace(old, new)
+        words.append(word)
+    return words
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def proxy_config(model: str, cache: bool) -> str:
+    """switchyard's config: the fast upstream only, in-memory ledger; cache off or in memory.
+    `${upstream.url}` is filled in by the stack once the upstream has its port."""
+    cache_table = (
+        'backend = "memory"\nttl_seconds = 3600\nmax_entries = 10000'
+        if cache
+        else 'backend = "off"'
+    )
+    return f"""# Rendered by the benchmark (harness.bench).
+[server]
+bind = "127.0.0.1"
+port = 0
+shutdown_grace_ms = 2000
+
+[cache]
+{cache_table}
+
+[ledger]
+backend = "memory"
+
+[[upstreams]]
+name = "fast"
+base_url = "${{upstream.url}}/v1"
+responses = false
+
+[[models]]
+name = {json.dumps(model)}
+upstreams = ["fast"]
+"""
+
+
+def binaries(root: Path) -> dict[str, Path]:
+    return {name: root / "proxy" / "target" / "release" / name for name in BINARIES}
+
+
+def bench_stack(options: BenchOptions, bins: dict[str, Path], stack_id: str) -> Stack:
+    """The benchmark's own stack: upstream, switchyard, switchyard-cache, other proxies."""
+    root = paths.root()
+    http = HealthCheck("http", "/health")
+    proxy_command = [str(bins["switchyard"]), "--config", "${config}", "--port", "0"]
+    proxy_command += ["--port-file", "${port_file}"]
+    upstream_command = [str(bins["fast_upstream"]), "--port", "0", "--port-file", "${port_file}"]
+    upstream_command += ["--chunk-interval-us", str(options.chunk_interval_us)]
+    upstream_command += ["--workers", str(options.upstream_workers)]
+    services = {
+        UPSTREAM: ServiceConfig(name=UPSTREAM, command=upstream_command, health=http),
+        report.SWITCHYARD: ServiceConfig(
+            name=report.SWITCHYARD,
+            command=proxy_command,
+            health=http,
+            env={"SWITCHYARD_LOG": options.proxy_log},
+            stop_grace=5.0,
+        ),
+        report.SWITCHYARD_CACHE: ServiceConfig(
+            name=report.SWITCHYARD_CACHE,
+            command=proxy_command,
+            health=http,
+            env={"SWITCHYARD_LOG": options.proxy_log},
+            stop_grace=5.0,
+        ),
+    }
+    if options.control:
+        services[CONTROL] = ServiceConfig(name=CONTROL, command=upstream_command, health=http)
+    for other in options.others:
+        if other.command is not None:
+            services[other.name] = ServiceConfig(
+                name=other.name,
+                command=stack_command(other.command),
+                health=HealthCheck.parse(other.health),
+                port="pick",
+                startup_timeout=60.0,
+            )
+    config = StackConfig(
+        path=Path("<benchmark stack>"),
+        root=root,
+        services=services,
+        proxy=report.SWITCHYARD,
+        mock=None,
+    )
+    bench = Stack(config, stack_id, owner_pid=os.getpid())
+    bench.config_texts[report.SWITCHYARD] = proxy_config(options.model, cache=False)
+    bench.config_texts[report.SWITCHYARD_CACHE] = proxy_config(options.model, cache=True)
+    return bench
+
+
+def ensure_binaries(options: BenchOptions, say: Callable[[str], None]) -> dict[str, Path]:
+    root = paths.root()
+    if options.build:
+        toolchain.check_cargo()
+        say("building: cargo build --release (switchyard, fast_upstream, loadgen)")
+        command = ["cargo", "build", "--release", "--manifest-path", "proxy/Cargo.toml"]
+        code = run(command, cwd=root)
+        if code != 0:
+            raise BenchError(f"cargo build failed (exit code {code})")
+    bins = binaries(root)
+    missing = [str(path) for path in bins.values() if not path.exists()]
+    if missing:
+        raise BenchError(f"missing {', '.join(missing)}: build them (`invoke build`)")
+    return bins
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def tree_processes(pid: int) -> list[psutil.Process]:
+    try:
+        proc = psutil.Process(pid)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_cpu(pid: int) -> float:
+    """User plus system CPU seconds of a process and its descendants so far."""
+    total = 0.0
+    for proc in tree_processes(pid):
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+class RssSampler:
+    """Samples the RSS of some process trees every `interval` seconds on a thread of its own.
+
+    Cheap on purpose: on a 2-CPU machine a sampler that walks /proc at every tick steals enough
+    CPU, in bursts, to show in the proxy's p99. Each tree is resolved once (and again every
+    `refresh` seconds, for a command that forks late); a tick reads each process's statm.
+    """
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.1, refresh: float = 5.0):
+        self.pids = pids
+        self.interval = interval
+        self.refresh = refresh
+        self.samples: dict[str, list[int]] = {name: [] for name in pids}
+        self._trees: dict[str, list[psutil.Process]] = {}
+        self._resolved_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def now(self) -> dict[str, int | None]:
+        if time.monotonic() - self._resolved_at > self.refresh:
+            self._trees = {name: tree_processes(pid) for name, pid in self.pids.items()}
+            self._resolved_at = time.monotonic()
+        return {name: _rss_sum(self._trees.get(name, [])) for name in self.pids}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            for name, rss in self.now().items():
+                if rss is not None:
+                    self.samples[name].append(rss)
+
+
+def _rss_sum(procs: list[psutil.Process]) -> int | None:
+    total, found = 0, False
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+            found = True
+        except psutil.Error:
+            continue
+    return total if found else None
+
+
+@dataclass
+class Loadgen:
+    """Runs the load generator in the foreground and returns its JSON summary."""
+
+    binary: Path
+    options: BenchOptions
+    say: Callable[[str], None]
+
+    def __call__(self, targets: Sequence[tuple[str, str]], *extra: str) -> dict[str, Any]:
+        command = [str(self.binary)]
+        for name, url in targets:
+            command += ["--target", f"{name}={url}"]
+        command += ["--model", self.options.model, "--timeout-ms", str(self.options.timeout_ms)]
+        command += ["--threads", str(self.options.loadgen_threads), *extra]
+        lines: list[str] = []
+        code = run(command, on_output=lines.append)
+        if code != 0:
+            tail = "\n".join(lines[-20:])
+            raise BenchError(f"the load generator failed (exit code {code}):\n{tail}")
+        for line in reversed(lines):
+            if line.startswith("{"):
+                return dict(json.loads(line))
+        raise BenchError("the load generator printed no JSON summary:\n" + "\n".join(lines[-20:]))
+
+
+def check_target(name: str, url: str, model: str) -> None:
+    """One request, before any load: a 200 with a chat completion and its usage."""
+    body = {"model": model, "messages": [{"role": "user", "content": "ready?"}]}
+    try:
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        raise BenchError(f"{name} at {url}: {exc.__class__.__name__}: {exc}") from None
+    if response.status_code != 200:
+        raise BenchError(f"{name} at {url}: HTTP {response.status_code}: {response.text[:300]}")
+    try:
+        reply = response.json()
+        usage_ok = reply["usage"]["total_tokens"] > 0 and reply["choices"]
+    except (ValueError, KeyError, TypeError):
+        usage_ok = False
+    if not usage_ok:
+        raise BenchError(f"{name} at {url}: no chat completion with usage: {response.text[:300]}")
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model or platform.processor() or "unknown CPU",
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_before": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+def estimate_seconds(options: BenchOptions, targets: int) -> float:
+    """How long the phases take, from their timetables (start-up and build not included)."""
+    slices = (options.slice_ms, options.warmup_ms)
+    seconds = 0.0
+    if "open" in options.phases:
+        seconds += sum(
+            report.OpenTimetable.of(rate, options.duration, *slices, targets).seconds
+            for rate in options.rates
+        )
+    if "closed" in options.phases:
+        seconds += report.closed_seconds(options.closed_duration, *slices, targets)
+    if "stream" in options.phases:
+        rate, duration = options.stream_rate, options.stream_duration
+        seconds += report.OpenTimetable.of(rate, duration, *slices, targets).seconds
+    if "cache" in options.phases:
+        rate, duration = options.cache_rate, options.cache_duration
+        seconds += report.OpenTimetable.of(rate, duration, *slices, 3).seconds
+    return round(seconds, 1)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_bench(options: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
+    bins = ensure_binaries(options, say)
+    bench = bench_stack(options, bins, f"bench-{os.getpid()}")
+    machine = machine_info()
+    sampler: RssSampler | None = None
+    with signals_as_exceptions():
+        try:
+            say(f"starting the stack {bench.id}: {', '.join(bench.config.services)}")
+            services = bench.up()
+            urls = {name: service.url for name, service in services.items()}
+            targets = [(report.DIRECT, urls[UPSTREAM])]
+            targets += [(report.SWITCHYARD, urls[report.SWITCHYARD])]
+            targets += [(CONTROL, urls[CONTROL])] if options.control else []
+            targets += [(other.name, other.url or urls[other.name]) for other in options.others]
+            cache_targets = [*targets[:2], (report.SWITCHYARD_CACHE, urls[report.SWITCHYARD_CACHE])]
+            for name, url in [*targets, cache_targets[-1]]:
+                check_target(name, url, options.model)
+            started_pids = {
+                name: services[name].record.pid
+                for name, _ in targets
+                if name in services and name != report.DIRECT
+            }
+            sampler = RssSampler(started_pids)
+            idle = sampler.now()
+            say(f"the load takes about {estimate_seconds(options, len(targets)):.0f} s")
+            sampler.start()
+            loadgen = Loadgen(bins["loadgen"], options, say)
+            open_loop = [
+                open_loop_run(loadgen, options, rate, targets, started_pids, say)
+                for rate in (options.rates if "open" in options.phases else [])
+            ]
+            closed_entry = streamed = cached = None
+            if "closed" in options.phases:
+                say(f"closed loop, concurrency {options.concurrency}")
+                closed = loadgen(
+                    targets,
+                    *phase_args(options, options.closed_duration),
+                    "--mode",
+                    "closed",
+                    "--concurrency",
+                    str(options.concurrency),
+                )
+                closed_entry = {
+                    "concurrency": options.concurrency,
+                    "targets": report.by_name(closed),
+                    "wall_s": closed.get("wall_s"),
+                }
+            if "stream" in options.phases:
+                say(f"streaming, {options.stream_rate:g} streams/s")
+                summary = loadgen(
+                    targets,
+                    *phase_args(options, options.stream_duration),
+                    "--rate",
+                    str(options.stream_rate),
+                    "--stream",
+                )
+                streamed = report.stream_entry(options.stream_rate, summary)
+            if "cache" in options.phases:
+                say(f"cache hits, {options.cache_rate:g} req/s")
+                summary = loadgen(
+                    cache_targets,
+                    *phase_args(options, options.cache_duration),
+                    "--rate",
+                    str(options.cache_rate),
+                )
+                cached = report.cache_entry(options.cache_rate, summary)
+            sampler.stop()
+            time.sleep(1.0)
+            after = sampler.now()
+            stats = proxy_stats(urls[report.SWITCHYARD])
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            say(f"stopping the stack {bench.id}")
+            bench.down()
+    machine["loadavg_after"] = [round(value, 2) for value in os.getloadavg()]
+    memory = {
+        name: report.memory_entry(idle[name], sampler.samples[name], after[name])
+        for name in started_pids
+    }
+    described = [{"name": name, "url": url} for name, url in targets]
+    return report.document(
+        machine=machine,
+        options=options_record(options),
+        targets=described,
+        open_loop=open_loop,
+        closed_loop=closed_entry,
+        streaming=streamed,
+        cache=cached,
+        memory=memory,
+        proxy_stats=stats,
+        notes=notes(machine, options) + report.noise_notes(open_loop, CONTROL),
+    )
+
+
+def phase_args(options: BenchOptions, duration: float) -> list[str]:
+    return [
+        "--duration",
+        str(duration),
+        "--slice-ms",
+        str(options.slice_ms),
+        "--warmup-ms",
+        str(options.warmup_ms),
+    ]
+
+
+def open_loop_run(
+    loadgen: Loadgen,
+    options: BenchOptions,
+    rate: float,
+    targets: Sequence[tuple[str, str]],
+    pids: dict[str, int],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    say(f"open loop, {rate:g} req/s, {options.duration:g} s per target")
+    cpu_before = {name: tree_cpu(pid) for name, pid in pids.items()}
+    summary = loadgen(targets, *phase_args(options, options.duration), "--rate", str(rate))
+    timetable = report.OpenTimetable.of(
+        rate, options.duration, options.slice_ms, options.warmup_ms, len(targets)
+    )
+    cpu = {
+        name: report.cpu_per_request_us(tree_cpu(pid) - cpu_before[name], timetable.sent_per_target)
+        for name, pid in pids.items()
+    }
+    entry = report.open_loop_entry(rate, summary, cpu)
+    for name, added in entry["overhead"].items():
+        say(
+            f"  {name}: overhead p50 {report.ms(added['p50'], True)} ms, "
+            f"p99 {report.ms(added['p99'], True)} ms"
+        )
+    return entry
+
+
+def proxy_stats(url: str) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(f"{url}/stats", timeout=5)
+        return dict(response.json()) if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def options_record(options: BenchOptions) -> dict[str, Any]:
+    record = asdict(options)
+    record["results"] = str(options.results)
+    record["others"] = [asdict(other) for other in options.others]
+    return record
+
+
+def notes(machine: dict[str, Any], options: BenchOptions) -> list[str]:
+    found = [
+        "The load generator, the upstream and the proxies share the machine's "
+        f"{machine.get('cpus')} CPUs; overhead = proxy percentile minus direct percentile, "
+        "measured interleaved in the same run.",
+    ]
+    before = machine.get("loadavg_before") or [0.0]
+    if before[0] > 0.5:
+        found.append(
+            f"The machine was not idle at the start (load average {before[0]:.2f}): "
+            "other work shared its CPUs, the tails (p99, max) are noisier for it."
+        )
+    if options.control:
+        found.append(
+            f"`{CONTROL}` is a second copy of the upstream measured like a proxy: what it "
+            "adds over direct is the noise floor of the overhead figures."
+        )
+    if options.quick:
+        found.append("A --quick run: short phases, a sanity check rather than figures to quote.")
+    return found
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_results(result: dict[str, Any], directory: Path, want_plot: bool) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    json_path = directory / "bench.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    written.append(json_path)
+    md_path = directory / "bench.md"
+    md_path.write_text(report.markdown(result))
+    written.append(md_path)
+    png_path = directory / "latency.png"
+    if want_plot and report.plot(result, png_path):
+        written.append(png_path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    console = Console(stderr=True, no_color=options.no_color, highlight=False)
+
+    def say(message: str) -> None:
+        console.print(f"[cyan]bench[/] {escape(message)}", soft_wrap=True)
+
+    try:
+        result = run_bench(options, say)
+    except (ProcessError, ConfigError) as exc:
+        console.print(f"[bold red]bench failed[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt as exc:
+        why = str(exc) or "Ctrl-C"
+        console.print(f"[yellow]bench interrupted[/] ({escape(why)}); everything was stopped")
+        return 130
+    written = write_results(result, options.results, options.plot)
+    plotted = any(path.suffix == ".png" for path in written)
+    if options.plot and result["open_loop"] and not plotted:
+        say("no latency.png: matplotlib is missing (the `bench` dependency group)")
+    sys.stdout.write(report.markdown(result))
+    sys.stdout.flush()
+    say("wrote " + ", ".join(str(path) for path in written))
+    return 0
