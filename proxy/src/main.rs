@@ -36,11 +36,18 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every request logs a line; writing it on a background thread keeps the write off the
+    // request path. Not lossy: a full buffer slows requests down rather than dropping lines.
+    // The guard flushes what is buffered when main returns.
+    let (log_writer, _flush_logs_on_exit) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         // Colour codes would garble log files and anything grepping them.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
