@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -206,3 +207,15 @@ def test_unreadable_stack_metadata_makes_an_orphan(
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("orphaned stack 'garbled'" in line for line in cleaned)
     assert all(gone(pid) for pid in pids)
+
+
+def test_twenty_stacks_started_at_once_never_collide_on_ports(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    # As 20 xdist workers would: each stack picks its own ports, all at the same moment.
+    many = [make_stack(tmp_path, stacks, toy_service("front"), f"many-{i}") for i in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        started = list(pool.map(lambda each: each.up()["front"], many))
+    ports = [service.port for service in started]
+    assert len(set(ports)) == 20, ports
+    assert all(row.healthy for each in many for row in each.status())
