@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from harness import paths, toolchain
 from harness.config import ConfigError, ServiceConfig, StackConfig, load_stack_config, render
@@ -362,7 +362,27 @@ def sweep_orphans(config_path: Path | None = None) -> list[str]:
             if stopped or verdict != "persistent":
                 what = ", ".join(stopped) if stopped else "no live process"
                 cleaned.append(f"orphaned stack {stack_id!r} ({what})")
+        _remove_idle_run_locks()
     return cleaned
+
+
+def _remove_idle_run_locks() -> None:
+    """Drop the start locks (`<label>-<pid>.lock`) of test runs that are over: a killed run
+    leaves its lock file. A lock of a live run, of an existing stack, or held, stays."""
+    live = set(list_stacks())
+    for path in paths.state_dir().glob("*-*.lock"):
+        run_pid = path.stem.rsplit("-", 1)[1]
+        if path.stem in live or not run_pid.isdigit() or psutil.pid_exists(int(run_pid)):
+            continue
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            lock.release()
 
 
 def _orphan_verdict(meta: dict[str, Any] | None) -> str:

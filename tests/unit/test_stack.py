@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -219,3 +220,19 @@ def test_twenty_stacks_started_at_once_never_collide_on_ports(
     ports = [service.port for service in started]
     assert len(set(ports)) == 20, ports
     assert all(row.healthy for each in many for row in each.status())
+
+
+def test_sweep_removes_the_run_locks_of_runs_that_are_over(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    state.mkdir(parents=True)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    over = state / f"pytest-{finished.pid}.lock"
+    over.write_text("")
+    running = state / f"pytest-{os.getpid()}.lock"
+    running.write_text("")
+    stack.sweep_orphans()
+    assert not over.exists()
+    assert running.exists(), "a live run keeps its lock"
+    running.unlink()
