@@ -221,6 +221,9 @@ def test_keys_never_appear_in_any_file_the_stack_wrote(gateways: Gateways, tag: 
         ask(gateway.sdk(key), CHAT, "keyed", "files", stream=index % 2 == 0)
         ask(gateway.sdk(key), RESPONSES, "keyless", "files", stream=index % 2 == 1)
     admin_usage(gateway, keys.admin)
+    last = f"last-{tag}"
+    ask(gateway.sdk(keys.tenants["acme"]), CHAT, "keyed", "last", headers={"x-request-id": last})
+    wait_for(lambda: last in gateway.log_text(), what="the last request's log line")
     stack = gateway.private
     written = [*stack.dir.rglob("*"), *stack.log_dir.rglob("*")]
     files = [path for path in written if path.is_file()]

@@ -449,8 +449,10 @@ def test_a_redis_outage_degrades_to_bypass_and_caching_resumes(
         assert_same_reply(answer, text)
         assert answer.cache == BYPASS
     assert gateway.metrics().total("switchyard_cache_errors_total") >= 1
-    log = gateway.log_text()
-    assert "WARN" in log and "redis" in log.lower(), "the outage is logged as a warning"
+    wait_for(
+        lambda: "WARN" in (log := gateway.log_text()) and "redis" in log.lower(),
+        what="the outage to be logged as a warning",
+    )
 
     start_service_on(gateway, "redis", redis_port)
     text_after = f"after the outage {tag}"
