@@ -80,9 +80,8 @@ def down() -> None:
         console.success(f"stopped {', '.join(stopped)}")
     else:
         console.info("nothing was running")
-    leftovers = list(paths.stacks_dir().glob("*/run/*.pid")) if paths.stacks_dir().is_dir() else []
-    for pid_file in leftovers:
-        console.info(f"still running, owned by another live run: {pid_file.parent.parent.name}")
+    for stack_id in stack.list_stacks():
+        console.info(f"still running, owned by another live run: stack {stack_id!r}")
 
 
 def status() -> bool:
