@@ -1,4 +1,4 @@
-"""Helpers for noxfile.py: interpreter discovery and stack preparation."""
+"""Helpers for noxfile.py: interpreter discovery, stack preparation, test reports, actionlint."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness import stack, toolchain
+from harness import paths, stack, toolchain
+
+WORKFLOWS = (".github/workflows/ci.yml",)
+# Where the `harness.failure_logs` pytest plugin copies a failed run's server logs.
+FAILURE_LOGS_ENV = "SWITCHYARD_FAILURE_LOGS"
 
 
 def expose_pyenv_interpreters(versions: Iterable[str]) -> None:
@@ -30,3 +34,24 @@ def prepare_stack(session: Any) -> None:
     config = stack.load().config
     toolchain.build_services(config, session.log)
     toolchain.ensure_redis(session.log)
+
+
+def pytest_reporting(report: str, python: str) -> tuple[list[str], dict[str, str]]:
+    """pytest arguments and environment for a test session's reports: JUnit XML in
+    `reports/junit-<report>-py<python>.xml`, and on failure the server logs of the stacks the
+    run used in `reports/failure-logs/<report>/` (the `harness.failure_logs` plugin)."""
+    reports = paths.reports_dir()
+    reports.mkdir(parents=True, exist_ok=True)
+    args = [
+        f"--junitxml={reports / f'junit-{report}-py{python}.xml'}",
+        "-p",
+        "harness.failure_logs",
+    ]
+    env = {FAILURE_LOGS_ENV: str(reports / "failure-logs" / report)}
+    return args, env
+
+
+def actionlint(session: Any) -> None:
+    """actionlint (installed at its pinned version when missing) on the CI workflows."""
+    binary = toolchain.ensure_actionlint(session.log)
+    session.run(binary, *WORKFLOWS, external=True)
