@@ -11,10 +11,19 @@
 //! `--warmup-ms` of unmeasured load. With `--stream`, the time to the first SSE event and the
 //! gaps between events are recorded too. The result is one JSON line on stdout: per target,
 //! the counts, the errors, the achieved rate and nearest-rank percentiles of sorted samples.
+//!
+//! `--mix KIND=WEIGHT,...` (the soak, `scripts/soak.py`) replaces the one request body with a
+//! mix of kinds, spread evenly over the run (a smooth weighted round robin): `whole` and
+//! `stream` chat completions and `responses` and `responses_stream` requests, each with a text
+//! of its own (never a cache hit), and `repeat` and `repeat_stream` chat requests drawn from a
+//! pool of `--repeat-pool` texts (cache hits once each text was seen). Per-kind figures are
+//! then reported too. `--bucket-ms MS` (repeatable) adds a timeline per target: the counts,
+//! errors and latency percentiles of the requests due in each MS-long bucket of the run.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,6 +42,11 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
 const CACHE_HEADER: &str = "x-switchyard-cache";
+const CHAT_PATH: &str = "/v1/chat/completions";
+const RESPONSES_PATH: &str = "/v1/responses";
+/// What ends a complete stream: chat's last event, and the Responses API's.
+const CHAT_DONE: &[u8] = b"[DONE]";
+const RESPONSES_DONE: &[u8] = b"response.completed";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -85,6 +99,173 @@ struct Cli {
     /// Client runtime threads (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A mix of request kinds instead of one body: `KIND=WEIGHT,...` with kinds whole, stream,
+    /// responses, responses_stream, repeat, repeat_stream (e.g. `whole=40,stream=30,repeat=30`).
+    #[arg(long)]
+    mix: Option<String>,
+    /// Distinct texts the `repeat` kinds draw from.
+    #[arg(long, default_value_t = 32)]
+    repeat_pool: u64,
+    /// Report a timeline with buckets this many milliseconds long; repeatable.
+    #[arg(long = "bucket-ms")]
+    bucket_ms: Vec<u64>,
+}
+
+// ------------------------------------------------------------------------ the mix
+
+/// One kind of request of a `--mix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Whole,
+    Stream,
+    Responses,
+    ResponsesStream,
+    Repeat,
+    RepeatStream,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Whole,
+        Kind::Stream,
+        Kind::Responses,
+        Kind::ResponsesStream,
+        Kind::Repeat,
+        Kind::RepeatStream,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Whole => "whole",
+            Kind::Stream => "stream",
+            Kind::Responses => "responses",
+            Kind::ResponsesStream => "responses_stream",
+            Kind::Repeat => "repeat",
+            Kind::RepeatStream => "repeat_stream",
+        }
+    }
+
+    fn stream(self) -> bool {
+        matches!(
+            self,
+            Kind::Stream | Kind::ResponsesStream | Kind::RepeatStream
+        )
+    }
+
+    fn responses(self) -> bool {
+        matches!(self, Kind::Responses | Kind::ResponsesStream)
+    }
+
+    fn repeated(self) -> bool {
+        matches!(self, Kind::Repeat | Kind::RepeatStream)
+    }
+
+    /// The request body of the `seq`-th request (of this kind or not): a text of its own, or
+    /// for the repeat kinds one of `pool` texts.
+    fn body(self, model: &str, seq: u64, pool: u64) -> Value {
+        let text = if self.repeated() {
+            format!(
+                "Repeated question {}: how much time does a proxy add?",
+                seq % pool.max(1)
+            )
+        } else {
+            format!("Request {seq}: how much time does a proxy add to a request?")
+        };
+        let mut body = if self.responses() {
+            json!({
+                "model": model,
+                "instructions": "You are a helpful assistant.",
+                "input": text,
+                "max_output_tokens": 64,
+            })
+        } else {
+            json!({
+                "model": model,
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": text},
+                ],
+                "max_tokens": 64,
+            })
+        };
+        if self.stream() {
+            body["stream"] = json!(true);
+        }
+        body
+    }
+}
+
+/// The kinds of a `--mix`, with their weights, and the order requests cycle through.
+#[derive(Clone, Debug, PartialEq)]
+struct Mix {
+    weights: Vec<(Kind, u64)>,
+    /// One cycle of a smooth weighted round robin: each kind `weight` times, spread evenly.
+    cycle: Vec<Kind>,
+}
+
+impl Mix {
+    fn parse(text: &str) -> Result<Mix, String> {
+        let mut weights: Vec<(Kind, u64)> = Vec::new();
+        for part in text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--mix {part:?}: expected KIND=WEIGHT"))?;
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|kind| kind.name() == name.trim())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Kind::ALL.iter().map(|kind| kind.name()).collect();
+                    format!("--mix {part:?}: unknown kind; use {}", known.join(", "))
+                })?;
+            let weight: u64 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("--mix {part:?}: the weight must be a whole number"))?;
+            if weights.iter().any(|(seen, _)| *seen == kind) {
+                return Err(format!("--mix: {} is given twice", kind.name()));
+            }
+            if weight > 0 {
+                weights.push((kind, weight));
+            }
+        }
+        let total: u64 = weights.iter().map(|(_, weight)| weight).sum();
+        if total == 0 {
+            return Err("--mix: no kind has a positive weight".to_owned());
+        }
+        if total > 10_000 {
+            return Err("--mix: the weights add up to more than 10000".to_owned());
+        }
+        let mut current: Vec<i64> = vec![0; weights.len()];
+        let mut cycle = Vec::with_capacity(total as usize);
+        for _ in 0..total {
+            for (credit, (_, weight)) in current.iter_mut().zip(&weights) {
+                *credit += *weight as i64;
+            }
+            let best = (0..weights.len())
+                .max_by_key(|&index| (current[index], std::cmp::Reverse(index)))
+                .unwrap_or(0);
+            current[best] -= total as i64;
+            cycle.push(weights[best].0);
+        }
+        Ok(Mix { weights, cycle })
+    }
+
+    fn kind(&self, seq: u64) -> Kind {
+        self.cycle[(seq % self.cycle.len() as u64) as usize]
+    }
+
+    fn describe(&self) -> Value {
+        let weights: serde_json::Map<String, Value> = self
+            .weights
+            .iter()
+            .map(|(kind, weight)| (kind.name().to_owned(), json!(weight)))
+            .collect();
+        Value::Object(weights)
+    }
 }
 
 // ------------------------------------------------------------------------ the timetables
@@ -254,12 +435,29 @@ struct Recorder {
     errors: BTreeMap<String, u64>,
     cache_hits: u64,
     last_done: Option<Instant>,
+    /// Every measured request, when a timeline or per-kind figures are wanted.
+    samples: Vec<Sample>,
+}
+
+/// One measured request, for timelines and per-kind figures.
+#[derive(Clone, Debug, PartialEq)]
+struct Sample {
+    /// When it was due, from the start of the measured load.
+    at: Duration,
+    /// Nanoseconds, for a success.
+    latency: u64,
+    kind: Option<Kind>,
+    /// None for a success.
+    error: Option<String>,
+    cache_hit: bool,
 }
 
 struct Target {
     name: String,
     url: String,
     uri: Uri,
+    chat_uri: Uri,
+    responses_uri: Uri,
     recorder: Mutex<Recorder>,
 }
 
@@ -278,6 +476,52 @@ struct Ctx {
     headers: Vec<(HeaderName, HeaderValue)>,
     stream: bool,
     timeout: Duration,
+    model: String,
+    mix: Option<Mix>,
+    repeat_pool: u64,
+    /// Keep a sample per measured request (timelines, per-kind figures).
+    keep_samples: bool,
+    /// Requests made so far: the next one's sequence number.
+    sequence: AtomicU64,
+}
+
+/// What one request sends, and how its end is recognised.
+struct Shot {
+    uri: Uri,
+    body: Bytes,
+    stream: bool,
+    done: &'static [u8],
+    kind: Option<Kind>,
+}
+
+impl Ctx {
+    /// The next request to `target`: the one body, or the next kind of the mix.
+    fn shot(&self, target: usize) -> Shot {
+        let target = &self.targets[target];
+        let Some(mix) = &self.mix else {
+            return Shot {
+                uri: target.uri.clone(),
+                body: self.body.clone(),
+                stream: self.stream,
+                done: CHAT_DONE,
+                kind: None,
+            };
+        };
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let kind = mix.kind(seq);
+        let (uri, done) = if kind.responses() {
+            (target.responses_uri.clone(), RESPONSES_DONE)
+        } else {
+            (target.chat_uri.clone(), CHAT_DONE)
+        };
+        Shot {
+            uri,
+            body: Bytes::from(kind.body(&self.model, seq, self.repeat_pool).to_string()),
+            stream: kind.stream(),
+            done,
+            kind: Some(kind),
+        }
+    }
 }
 
 /// What one successful exchange showed.
@@ -287,10 +531,10 @@ struct Exchange {
     cache_hit: bool,
 }
 
-async fn exchange(ctx: &Ctx, target: usize) -> Result<Exchange, String> {
-    let mut request = Request::post(ctx.targets[target].uri.clone())
+async fn exchange(ctx: &Ctx, shot: Shot) -> Result<Exchange, String> {
+    let mut request = Request::post(shot.uri)
         .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(ctx.body.clone()))
+        .body(Full::new(shot.body))
         .map_err(|err| format!("request: {err}"))?;
     for (name, value) in &ctx.headers {
         request.headers_mut().insert(name.clone(), value.clone());
@@ -307,11 +551,11 @@ async fn exchange(ctx: &Ctx, target: usize) -> Result<Exchange, String> {
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"hit"));
     let mut body = response.into_body();
     let mut events = Vec::new();
-    let mut scanner = EventScanner::default();
+    let mut scanner = EventScanner::until(shot.done);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| "body".to_owned())?;
         if let Some(data) = frame.data_ref()
-            && ctx.stream
+            && shot.stream
         {
             let now = Instant::now();
             for _ in 0..scanner.feed(data) {
@@ -322,24 +566,39 @@ async fn exchange(ctx: &Ctx, target: usize) -> Result<Exchange, String> {
     if !status.is_success() {
         return Err(format!("status_{}", status.as_u16()));
     }
-    if ctx.stream && !scanner.done {
+    if shot.stream && !scanner.done {
         return Err("stream_incomplete".to_owned());
     }
     Ok(Exchange { events, cache_hit })
 }
 
-/// Counts complete SSE events (a blank line ends one) across body frames, and notices
-/// `data: [DONE]`.
-#[derive(Default)]
+/// Counts complete SSE events (a blank line ends one) across body frames, and notices the
+/// marker of a complete stream (`[DONE]` for chat), even split across frames.
 struct EventScanner {
     /// The last byte seen was a newline (carriage returns are ignored).
     after_newline: bool,
-    /// The last bytes seen, to find `[DONE]` split across frames.
+    /// The last bytes seen, to find the marker split across frames.
     tail: Vec<u8>,
+    marker: &'static [u8],
     done: bool,
 }
 
+impl Default for EventScanner {
+    fn default() -> Self {
+        EventScanner::until(CHAT_DONE)
+    }
+}
+
 impl EventScanner {
+    fn until(marker: &'static [u8]) -> Self {
+        EventScanner {
+            after_newline: false,
+            tail: Vec::new(),
+            marker,
+            done: false,
+        }
+    }
+
     fn feed(&mut self, data: &[u8]) -> usize {
         let mut complete = 0;
         for &byte in data {
@@ -355,8 +614,12 @@ impl EventScanner {
         }
         if !self.done {
             self.tail.extend_from_slice(data);
-            self.done = self.tail.windows(6).any(|window| window == b"[DONE]");
-            let keep = self.tail.len().saturating_sub(5);
+            let marker = self.marker;
+            self.done = self
+                .tail
+                .windows(marker.len())
+                .any(|window| window == marker);
+            let keep = self.tail.len().saturating_sub(marker.len() - 1);
             self.tail.drain(..keep);
         }
         complete
@@ -367,19 +630,44 @@ fn elapsed_nanos(from: Instant, to: Instant) -> u64 {
     to.saturating_duration_since(from).as_nanos() as u64
 }
 
-/// Sends one request and records it against `target`; latency runs from `start`.
-async fn measure(ctx: &Ctx, target: usize, start: Instant, sent: Instant, measured: bool) {
-    let result = tokio::time::timeout(ctx.timeout, exchange(ctx, target)).await;
+/// When a request was due or sent, against the start of the measured load; whether it is
+/// measured at all.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    target: usize,
+    measured: bool,
+    at: Duration,
+}
+
+/// Sends one request and records it against its target; latency runs from `start`.
+async fn measure(ctx: &Ctx, slot: Slot, start: Instant, sent: Instant) {
+    let shot = ctx.shot(slot.target);
+    let kind = shot.kind;
+    let result = tokio::time::timeout(ctx.timeout, exchange(ctx, shot)).await;
     let finished = Instant::now();
-    if !measured {
+    if !slot.measured {
         return;
     }
-    let mut recorder = ctx.targets[target].recorder();
+    let mut recorder = ctx.targets[slot.target].recorder();
     recorder.last_done = Some(
         recorder
             .last_done
             .map_or(finished, |last| last.max(finished)),
     );
+    if ctx.keep_samples {
+        let (latency, error, cache_hit) = match &result {
+            Ok(Ok(exchange)) => (elapsed_nanos(start, finished), None, exchange.cache_hit),
+            Ok(Err(kind)) => (0, Some(kind.clone()), false),
+            Err(_) => (0, Some("timeout".to_owned()), false),
+        };
+        recorder.samples.push(Sample {
+            at: slot.at,
+            latency,
+            kind,
+            error,
+            cache_hit,
+        });
+    }
     match result {
         Ok(Ok(exchange)) => {
             recorder.ok += 1;
@@ -486,6 +774,7 @@ impl Ticker {
 fn run_open(runtime: &Runtime, ctx: Arc<Ctx>, plan: OpenPlan) -> Result<Instant, String> {
     tighten_timer_slack();
     let start = Instant::now() + Duration::from_millis(20);
+    let measured_from = plan.item(plan.warmup_total()).offset;
     runtime.block_on(async {
         let ticker = Ticker::new().map_err(|err| format!("cannot create a timerfd: {err}"))?;
         let mut requests = JoinSet::new();
@@ -497,21 +786,27 @@ fn run_open(runtime: &Runtime, ctx: Arc<Ctx>, plan: OpenPlan) -> Result<Instant,
                 .await
                 .map_err(|err| format!("timerfd: {err}"))?;
             let ctx = ctx.clone();
+            let slot = Slot {
+                target: item.target,
+                measured: item.measured,
+                at: item.offset.saturating_sub(measured_from),
+            };
             requests.spawn(async move {
                 let sent = Instant::now();
-                measure(&ctx, item.target, due, sent, item.measured).await;
+                measure(&ctx, slot, due, sent).await;
             });
             while requests.try_join_next().is_some() {}
         }
         while requests.join_next().await.is_some() {}
         Ok::<(), String>(())
     })?;
-    Ok(start + plan.item(plan.warmup_total()).offset)
+    Ok(start + measured_from)
 }
 
 /// Runs the closed loop; returns when the measured load began.
 fn run_closed(runtime: &Runtime, ctx: Arc<Ctx>, plan: ClosedPlan, concurrency: usize) -> Instant {
     let start = Instant::now();
+    let measured_from = plan.warmup * plan.targets;
     runtime.block_on(async {
         let mut workers = JoinSet::new();
         for _ in 0..concurrency.max(1) {
@@ -519,13 +814,19 @@ fn run_closed(runtime: &Runtime, ctx: Arc<Ctx>, plan: ClosedPlan, concurrency: u
             workers.spawn(async move {
                 while let Some((target, measured)) = plan.phase_at(start.elapsed()) {
                     let sent = Instant::now();
-                    measure(&ctx, target, sent, sent, measured).await;
+                    let at = sent.saturating_duration_since(start + measured_from);
+                    let slot = Slot {
+                        target,
+                        measured,
+                        at,
+                    };
+                    measure(&ctx, slot, sent, sent).await;
                 }
             });
         }
         while workers.join_next().await.is_some() {}
     });
-    start + plan.warmup * plan.targets
+    start + measured_from
 }
 
 // ------------------------------------------------------------------------ setup and report
@@ -535,9 +836,12 @@ fn parse_target(text: &str, path: &str) -> Result<Target, String> {
         .split_once('=')
         .ok_or_else(|| format!("--target {text:?}: expected NAME=URL"))?;
     let url = url.trim_end_matches('/');
-    let uri: Uri = format!("{url}{path}")
-        .parse()
-        .map_err(|err| format!("--target {text:?}: {err}"))?;
+    let parse = |path: &str| -> Result<Uri, String> {
+        format!("{url}{path}")
+            .parse()
+            .map_err(|err| format!("--target {text:?}: {err}"))
+    };
+    let uri = parse(path)?;
     if uri.scheme_str() != Some("http") {
         return Err(format!(
             "--target {text:?}: only http:// URLs are supported"
@@ -547,6 +851,8 @@ fn parse_target(text: &str, path: &str) -> Result<Target, String> {
         name: name.to_owned(),
         url: url.to_owned(),
         uri,
+        chat_uri: parse(CHAT_PATH)?,
+        responses_uri: parse(RESPONSES_PATH)?,
         recorder: Mutex::default(),
     })
 }
@@ -576,8 +882,88 @@ fn default_body(model: &str, stream: bool) -> Value {
     body
 }
 
-fn target_report(target: &Target, measured_seconds: f64, wall_share: f64) -> Value {
+/// Figures of some samples: counts, errors by kind, cache hits and success latencies.
+fn sample_figures<'a>(samples: impl Iterator<Item = &'a Sample>) -> Value {
+    let mut latencies = Vec::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cache_hits = 0u64;
+    let mut completed = 0u64;
+    for sample in samples {
+        completed += 1;
+        match &sample.error {
+            None => latencies.push(sample.latency),
+            Some(kind) => *errors.entry(kind.clone()).or_default() += 1,
+        }
+        cache_hits += u64::from(sample.cache_hit);
+    }
+    json!({
+        "completed": completed,
+        "ok": latencies.len(),
+        "errors": errors.values().sum::<u64>(),
+        "error_kinds": errors,
+        "cache_hits": cache_hits,
+        "latency_us": summary(&mut latencies),
+    })
+}
+
+/// The samples in buckets `width` long by when they were due; every bucket from the first to
+/// the last is listed, empty ones included. With a mix, each bucket also has the figures of
+/// its `streaming` and its `non_streaming` requests apart (their latencies differ in kind).
+fn timeline(samples: &[Sample], width: Duration) -> Vec<Value> {
+    let width_ns = width.as_nanos().max(1);
+    let index = |sample: &Sample| (sample.at.as_nanos() / width_ns) as usize;
+    let Some(last) = samples.iter().map(index).max() else {
+        return Vec::new();
+    };
+    let mut buckets: Vec<Vec<&Sample>> = vec![Vec::new(); last + 1];
+    for sample in samples {
+        buckets[index(sample)].push(sample);
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .map(|(number, bucket)| {
+            let mut figures = sample_figures(bucket.iter().copied());
+            figures["start_s"] = json!((width * number as u32).as_secs_f64());
+            if bucket.iter().any(|sample| sample.kind.is_some()) {
+                let streaming = |sample: &&&Sample| sample.kind.is_some_and(Kind::stream);
+                figures["streaming"] = sample_figures(bucket.iter().filter(streaming).copied());
+                figures["non_streaming"] =
+                    sample_figures(bucket.iter().filter(|s| !streaming(s)).copied());
+            }
+            figures
+        })
+        .collect()
+}
+
+fn target_report(
+    target: &Target,
+    measured_seconds: f64,
+    wall_share: f64,
+    mix: Option<&Mix>,
+    bucket_ms: &[u64],
+) -> Value {
     let mut recorder = target.recorder();
+    let kinds = mix.map(|mix| {
+        let by_kind: serde_json::Map<String, Value> = mix
+            .weights
+            .iter()
+            .map(|(kind, _)| {
+                let samples = recorder.samples.iter().filter(|s| s.kind == Some(*kind));
+                (kind.name().to_owned(), sample_figures(samples))
+            })
+            .collect();
+        Value::Object(by_kind)
+    });
+    let timelines: Vec<Value> = bucket_ms
+        .iter()
+        .map(|&ms| {
+            json!({
+                "bucket_ms": ms,
+                "buckets": timeline(&recorder.samples, Duration::from_millis(ms.max(1))),
+            })
+        })
+        .collect();
     let errors: u64 = recorder.errors.values().sum();
     let achieved = if wall_share > 0.0 {
         recorder.ok as f64 / wall_share
@@ -585,7 +971,7 @@ fn target_report(target: &Target, measured_seconds: f64, wall_share: f64) -> Val
         0.0
     };
     let stream_figures = !recorder.ttfts.is_empty();
-    json!({
+    let mut report = json!({
         "name": target.name,
         "url": target.url,
         "measured_s": measured_seconds,
@@ -599,7 +985,14 @@ fn target_report(target: &Target, measured_seconds: f64, wall_share: f64) -> Val
         "send_lag_us": summary(&mut recorder.send_lags),
         "ttft_us": if stream_figures { summary(&mut recorder.ttfts) } else { Value::Null },
         "gap_us": if stream_figures { summary(&mut recorder.gaps) } else { Value::Null },
-    })
+    });
+    if let Some(kinds) = kinds {
+        report["kinds"] = kinds;
+    }
+    if !timelines.is_empty() {
+        report["timelines"] = Value::Array(timelines);
+    }
+    report
 }
 
 fn run(cli: Cli) -> Result<Value, String> {
@@ -619,6 +1012,13 @@ fn run(cli: Cli) -> Result<Value, String> {
         .iter()
         .map(|text| parse_header(text))
         .collect::<Result<Vec<_>, _>>()?;
+    let mix = cli.mix.as_deref().map(Mix::parse).transpose()?;
+    if mix.is_some() && (cli.body.is_some() || cli.stream) {
+        return Err("--mix chooses the bodies itself: drop --body and --stream".to_owned());
+    }
+    if cli.bucket_ms.contains(&0) {
+        return Err("--bucket-ms must be positive".to_owned());
+    }
     let body = match &cli.body {
         Some(text) => {
             serde_json::from_str::<Value>(text).map_err(|err| format!("--body: {err}"))?;
@@ -653,6 +1053,11 @@ fn run(cli: Cli) -> Result<Value, String> {
         headers,
         stream: cli.stream,
         timeout: Duration::from_millis(cli.timeout_ms),
+        model: cli.model.clone(),
+        keep_samples: mix.is_some() || !cli.bucket_ms.is_empty(),
+        mix,
+        repeat_pool: cli.repeat_pool.max(1),
+        sequence: AtomicU64::new(0),
     });
     let count = ctx.targets.len();
     let (measured_start, measured_seconds, plan) = match cli.mode {
@@ -695,9 +1100,17 @@ fn run(cli: Cli) -> Result<Value, String> {
     let reports: Vec<Value> = ctx
         .targets
         .iter()
-        .map(|target| target_report(target, measured_seconds, share))
+        .map(|target| {
+            target_report(
+                target,
+                measured_seconds,
+                share,
+                ctx.mix.as_ref(),
+                &cli.bucket_ms,
+            )
+        })
         .collect();
-    Ok(json!({
+    let mut result = json!({
         "mode": match cli.mode { Mode::Open => "open", Mode::Closed => "closed" },
         "stream": cli.stream,
         "duration_s": cli.duration,
@@ -707,7 +1120,12 @@ fn run(cli: Cli) -> Result<Value, String> {
         "plan": plan,
         "wall_s": (wall * 1000.0).round() / 1000.0,
         "targets": reports,
-    }))
+    });
+    if let Some(mix) = &ctx.mix {
+        result["mix"] = mix.describe();
+        result["repeat_pool"] = json!(ctx.repeat_pool);
+    }
+    Ok(result)
 }
 
 fn main() -> ExitCode {
@@ -832,10 +1250,155 @@ mod tests {
     }
 
     #[test]
+    fn the_scanner_finds_the_responses_marker_across_frames() {
+        let mut scanner = EventScanner::until(RESPONSES_DONE);
+        assert_eq!(
+            scanner.feed(b"event: response.in_progress\ndata: {}\n\n"),
+            1
+        );
+        assert!(!scanner.done);
+        scanner.feed(b"event: response.comp");
+        assert!(!scanner.done);
+        scanner.feed(b"leted\ndata: {}\n\n");
+        assert!(scanner.done);
+    }
+
+    #[test]
+    fn a_mix_parses_and_spreads_its_kinds_evenly() {
+        let mix = Mix::parse("whole=40, stream=30,repeat=30").unwrap();
+        assert_eq!(mix.cycle.len(), 100);
+        let count = |kind: Kind| mix.cycle.iter().filter(|k| **k == kind).count();
+        assert_eq!(
+            (count(Kind::Whole), count(Kind::Stream), count(Kind::Repeat)),
+            (40, 30, 30)
+        );
+        // Smooth: no kind waits long. Any ten requests in a row hold each kind at least twice.
+        for start in 0..200u64 {
+            let window: Vec<Kind> = (start..start + 10).map(|seq| mix.kind(seq)).collect();
+            for kind in [Kind::Whole, Kind::Stream, Kind::Repeat] {
+                assert!(
+                    window.iter().filter(|k| **k == kind).count() >= 2,
+                    "{window:?}"
+                );
+            }
+        }
+        assert_eq!(
+            mix.describe(),
+            json!({"whole": 40, "stream": 30, "repeat": 30})
+        );
+        let zero = Mix::parse("whole=1,stream=0").unwrap();
+        assert_eq!(zero.weights, vec![(Kind::Whole, 1)]);
+    }
+
+    #[test]
+    fn a_bad_mix_is_refused() {
+        for bad in [
+            "",
+            "whole",
+            "whole=x",
+            "whole=-1",
+            "nope=3",
+            "whole=1,whole=2",
+            "stream=0",
+            "whole=20000",
+        ] {
+            assert!(Mix::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn each_kind_has_its_body() {
+        let unique = Kind::Whole.body("m", 7, 4);
+        assert_eq!(unique["model"], "m");
+        assert!(unique.get("stream").is_none());
+        assert!(
+            unique["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains('7')
+        );
+        assert_ne!(
+            Kind::Whole.body("m", 8, 4),
+            unique,
+            "each request its own text"
+        );
+        let streamed = Kind::Stream.body("m", 7, 4);
+        assert_eq!(streamed["stream"], true);
+        let responses = Kind::ResponsesStream.body("m", 7, 4);
+        assert!(responses["input"].is_string() && responses["stream"] == true);
+        assert!(responses.get("messages").is_none());
+        // Repeats come from the pool: sequence numbers 4 apart ask the same question.
+        assert_eq!(Kind::Repeat.body("m", 1, 4), Kind::Repeat.body("m", 5, 4));
+        assert_ne!(Kind::Repeat.body("m", 1, 4), Kind::Repeat.body("m", 2, 4));
+        assert_eq!(Kind::RepeatStream.body("m", 1, 4)["stream"], true);
+        assert!(
+            Kind::ALL
+                .iter()
+                .all(|kind| kind.stream() == kind.name().ends_with("stream"))
+        );
+    }
+
+    fn sample(at_ms: u64, latency_us: u64, error: Option<&str>) -> Sample {
+        Sample {
+            at: Duration::from_millis(at_ms),
+            latency: latency_us * 1000,
+            kind: Some(Kind::Whole),
+            error: error.map(str::to_owned),
+            cache_hit: at_ms % 2 == 1,
+        }
+    }
+
+    #[test]
+    fn a_timeline_buckets_samples_by_when_they_were_due() {
+        let samples = vec![
+            sample(0, 100, None),
+            sample(999, 300, None),
+            sample(1000, 0, Some("status_502")),
+            sample(2500, 200, None),
+            sample(2501, 400, None),
+        ];
+        let buckets = timeline(&samples, Duration::from_secs(1));
+        assert_eq!(buckets.len(), 3);
+        assert_eq!(buckets[0]["start_s"], 0.0);
+        assert_eq!(buckets[0]["completed"], 2);
+        assert_eq!(buckets[0]["cache_hits"], 1);
+        assert_eq!(buckets[0]["latency_us"]["max"], 300.0);
+        assert_eq!(buckets[1]["errors"], 1);
+        assert_eq!(buckets[1]["ok"], 0);
+        assert_eq!(buckets[1]["error_kinds"], json!({"status_502": 1}));
+        assert_eq!(buckets[2]["start_s"], 2.0);
+        assert_eq!(buckets[2]["latency_us"]["p50"], 200.0);
+        let coarse = timeline(&samples, Duration::from_secs(5));
+        assert_eq!(coarse.len(), 1);
+        assert_eq!(coarse[0]["completed"], 5);
+        assert_eq!(coarse[0]["non_streaming"]["completed"], 5);
+        assert_eq!(coarse[0]["streaming"]["completed"], 0);
+        let mut mixed = samples.clone();
+        mixed[4].kind = Some(Kind::ResponsesStream);
+        let split = timeline(&mixed, Duration::from_secs(5));
+        assert_eq!(split[0]["streaming"]["latency_us"]["max"], 400.0);
+        assert_eq!(split[0]["non_streaming"]["latency_us"]["max"], 300.0);
+        let plain: Vec<Sample> = samples
+            .iter()
+            .map(|s| Sample {
+                kind: None,
+                ..s.clone()
+            })
+            .collect();
+        assert!(
+            timeline(&plain, Duration::from_secs(5))[0]
+                .get("streaming")
+                .is_none()
+        );
+        assert!(timeline(&[], Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
     fn targets_and_headers_parse() {
         let target = parse_target("direct=http://127.0.0.1:9/", "/v1/chat/completions").unwrap();
         assert_eq!(target.name, "direct");
         assert_eq!(target.uri, "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(target.responses_uri, "http://127.0.0.1:9/v1/responses");
         assert!(parse_target("nameless", "/").is_err());
         assert!(parse_target("tls=https://example.com", "/").is_err());
         let (name, value) = parse_header("Cache-Control: no-cache").unwrap();
