@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -386,9 +387,14 @@ def loadgen_command(binary: Path, url: str, options: SoakOptions, tenant_key: st
 def scheduled(rate: float, duration: float) -> int:
     """How many requests the load generator's open-loop timetable sends (one target, one slice
     as long as the run, no warm-up: the same rounding as loadgen.rs)."""
-    per_slice = max(round(rate * duration), 1)
-    wanted = max(round(rate * duration), 1)
+    per_slice = max(_round_half_away(rate * duration), 1)
+    wanted = max(_round_half_away(rate * duration), 1)
     return per_slice * -(-wanted // per_slice)
+
+
+def _round_half_away(value: float) -> int:
+    """Rust's `f64::round` for the non-negative values used here (Python rounds half to even)."""
+    return math.floor(value + 0.5)
 
 
 def check_proxy(url: str, tenant_key: str) -> None:
