@@ -83,6 +83,12 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     pub max_body_bytes: usize,
     pub response_store_capacity: usize,
+    /// How long a client may take to send a request's body once its headers
+    /// are in; a slower one gets 408.
+    pub request_body_timeout_ms: u64,
+    /// How long a client may take to send a request's headers; a slower one
+    /// (slowloris) has its connection closed.
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +99,8 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             max_body_bytes: 4 * 1024 * 1024,
             response_store_capacity: 10_000,
+            request_body_timeout_ms: 30_000,
+            header_read_timeout_ms: 30_000,
         }
     }
 }
@@ -100,6 +108,14 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 }
 
@@ -273,11 +289,20 @@ impl Config {
         if self.server.bind.trim().is_empty() {
             return Err(fail("server.bind".into(), "must not be empty".into()));
         }
-        if self.server.max_body_bytes == 0 {
-            return Err(fail(
-                "server.max_body_bytes".into(),
-                "must be greater than 0".into(),
-            ));
+        for (field, value) in [
+            ("max_body_bytes", self.server.max_body_bytes as u64),
+            (
+                "request_body_timeout_ms",
+                self.server.request_body_timeout_ms,
+            ),
+            ("header_read_timeout_ms", self.server.header_read_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(fail(
+                    format!("server.{field}"),
+                    "must be greater than 0".into(),
+                ));
+            }
         }
 
         let mut upstream_names = HashSet::new();
@@ -638,6 +663,14 @@ upstream_model = "real-model"
             (
                 VALID.replace("port = 0", "port = 0\nmax_body_bytes = 0"),
                 "server.max_body_bytes: must be greater than 0",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nrequest_body_timeout_ms = 0"),
+                "server.request_body_timeout_ms: must be greater than 0",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nheader_read_timeout_ms = 0"),
+                "server.header_read_timeout_ms: must be greater than 0",
             ),
         ];
         for (text, expected) in cases {

@@ -39,6 +39,12 @@ pub enum ApiError {
     #[error("Upstream \"{upstream}\" sent an unusable response: {detail}")]
     UpstreamBadResponse { upstream: String, detail: String },
 
+    #[error("Upstream \"{upstream}\" closed the connection before its answer was complete")]
+    UpstreamDisconnected { upstream: String },
+
+    #[error("The request body did not arrive within {limit_ms} ms")]
+    RequestTimeout { limit_ms: u64 },
+
     #[error("{0}")]
     Forbidden(String),
 
@@ -62,9 +68,10 @@ impl ApiError {
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamBadResponse { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ApiError::UpstreamUnreachable { .. }
+            | ApiError::UpstreamBadResponse { .. }
+            | ApiError::UpstreamDisconnected { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,7 +82,8 @@ impl ApiError {
         match self {
             ApiError::UpstreamUnreachable { .. }
             | ApiError::UpstreamTimeout { .. }
-            | ApiError::UpstreamBadResponse { .. } => "upstream_error",
+            | ApiError::UpstreamBadResponse { .. }
+            | ApiError::UpstreamDisconnected { .. } => "upstream_error",
             ApiError::Internal(_) => "server_error",
             _ => "invalid_request_error",
         }
@@ -92,6 +100,8 @@ impl ApiError {
             ApiError::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
             ApiError::UpstreamTimeout { .. } => Some("upstream_timeout"),
             ApiError::UpstreamBadResponse { .. } => Some("upstream_bad_response"),
+            ApiError::UpstreamDisconnected { .. } => Some("upstream_disconnected"),
+            ApiError::RequestTimeout { .. } => Some("request_timeout"),
             ApiError::Forbidden(_) => Some("insufficient_permissions"),
             ApiError::Internal(_) => None,
         }
@@ -240,6 +250,22 @@ mod tests {
                 502,
                 "upstream_error",
                 json!("upstream_bad_response"),
+                Value::Null,
+            ),
+            (
+                ApiError::UpstreamDisconnected {
+                    upstream: "a".into(),
+                },
+                502,
+                "upstream_error",
+                json!("upstream_disconnected"),
+                Value::Null,
+            ),
+            (
+                ApiError::RequestTimeout { limit_ms: 10 },
+                408,
+                "invalid_request_error",
+                json!("request_timeout"),
                 Value::Null,
             ),
         ];

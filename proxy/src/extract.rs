@@ -15,17 +15,23 @@ impl FromRequest<SharedState> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &SharedState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
+        let limit = state.config.server.request_body_timeout();
+        // A client that stops sending part-way would otherwise hold the
+        // request (and its connection) open for as long as it likes.
+        let read = tokio::time::timeout(limit, Bytes::from_request(request, state))
             .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge {
-                        limit: state.config.server.max_body_bytes,
-                    }
-                } else {
-                    ApiError::invalid_request(rejection.body_text(), None)
-                }
+            .map_err(|_elapsed| ApiError::RequestTimeout {
+                limit_ms: limit.as_millis() as u64,
             })?;
+        let bytes = read.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: state.config.server.max_body_bytes,
+                }
+            } else {
+                ApiError::invalid_request(rejection.body_text(), None)
+            }
+        })?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(object)) => Ok(JsonObject(object)),
             Ok(_) => Err(ApiError::invalid_request(

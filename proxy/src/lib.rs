@@ -19,6 +19,7 @@ pub mod request_id;
 pub mod responses;
 pub mod routes;
 pub mod routing;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod streaming;

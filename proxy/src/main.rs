@@ -1,10 +1,8 @@
-use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -13,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use switchyard::config::Config;
 use switchyard::routes::router;
+use switchyard::serve::{ConnectionLimits, serve};
 use switchyard::state::AppState;
 
 /// OpenAI-compatible LLM proxy.
@@ -66,6 +65,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let bind = cli.bind.unwrap_or_else(|| config.server.bind.clone());
     let port = cli.port.unwrap_or(config.server.port);
     let grace = config.server.shutdown_grace();
+    let limits = ConnectionLimits {
+        header_read_timeout: config.server.header_read_timeout(),
+    };
 
     let state = Arc::new(AppState::new(config).await?);
     let app = router(state.clone());
@@ -81,6 +83,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(|err| format!("cannot write port file {}: {err}", path.display()))?;
     }
     tracing::info!("listening on {local}");
+    if local.ip().is_unspecified() {
+        tracing::warn!(
+            "listening on all interfaces ({}): anyone who can reach this host can use the proxy",
+            local.ip()
+        );
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut sigterm =
@@ -99,22 +107,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         let _ = shutdown_tx.send(true);
     });
 
-    // Without TCP_NODELAY, Nagle's algorithm holds back the small trailing writes of a stream
-    // (the last SSE events) for tens of milliseconds.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY on a client connection: {err}");
-        }
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signalled(shutdown_rx.clone()))
-        .into_future();
+    let server = serve(listener, app, limits, signalled(shutdown_rx.clone()));
     let grace_expired = async {
         signalled(shutdown_rx).await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        served = server => served.map_err(|err| format!("server error: {err}"))?,
+        () = server => {}
                 () = grace_expired => tracing::warn!("shutdown grace period over, closing open connections"),
     }
     // Every finished request has been handed to the ledger; make it durable

@@ -33,6 +33,9 @@ pub struct SseMessage {
 pub struct RawEvent {
     pub raw: Bytes,
     pub message: Option<SseMessage>,
+    /// It held a line that is no SSE field (`data`, `event`, `id`, `retry`) nor
+    /// a comment: the upstream is not speaking server-sent events.
+    pub stray: bool,
 }
 
 /// Incremental SSE parser: chunks may split lines, `\r\n` pairs or UTF-8
@@ -47,6 +50,8 @@ pub struct SseParser {
     data_lines: Vec<String>,
     /// The complete lines of the event being read, as received.
     raw: Vec<u8>,
+    /// The event being read has a stray line (see `RawEvent::stray`).
+    stray: bool,
 }
 
 impl SseParser {
@@ -76,6 +81,7 @@ impl SseParser {
                 events.push(RawEvent {
                     raw: Bytes::from(std::mem::take(&mut self.raw)),
                     message,
+                    stray: std::mem::take(&mut self.stray),
                 });
             }
             line_start = line_end + 1;
@@ -102,6 +108,7 @@ impl SseParser {
         vec![RawEvent {
             raw: Bytes::from(std::mem::take(&mut self.raw)),
             message,
+            stray: std::mem::take(&mut self.stray),
         }]
     }
 
@@ -112,6 +119,7 @@ impl SseParser {
         self.scanned = 0;
         self.event = None;
         self.data_lines.clear();
+        self.stray = false;
         unfinished
     }
 
@@ -134,7 +142,8 @@ impl SseParser {
         match field {
             "data" => self.data_lines.push(value.to_owned()),
             "event" => self.event = Some(value.to_owned()),
-            _ => {}
+            "id" | "retry" => {}
+            _ => self.stray = true,
         }
         None
     }
@@ -199,6 +208,33 @@ impl StreamFailure {
         };
         failure.log(context, &cause);
         Some(failure)
+    }
+
+    /// The upstream sent something that is not a well-formed event of its
+    /// stream (a chunk that is not JSON, a line that is not SSE).
+    fn malformed(context: &StreamContext, what: &str) -> Self {
+        let failure = StreamFailure {
+            status: 502,
+            code: "upstream_bad_response".to_owned(),
+            message: format!("Upstream \"{}\" sent {what}", context.upstream),
+        };
+        failure.log(context, what);
+        failure
+    }
+
+    /// The upstream closed its stream properly, but before the answer was
+    /// complete (no `[DONE]` or finish chunk, no `response.completed`).
+    fn truncated(context: &StreamContext) -> Self {
+        let failure = StreamFailure {
+            status: 502,
+            code: "upstream_truncated".to_owned(),
+            message: format!(
+                "Upstream \"{}\" ended the stream before the answer was complete",
+                context.upstream
+            ),
+        };
+        failure.log(context, "stream ended early");
+        failure
     }
 
     /// An error the upstream reported inside its stream.
@@ -335,6 +371,7 @@ pub fn passthrough_body(body: UpstreamBody, relay: Relay, tap: StreamTap) -> Bod
         tap,
         ended: false,
         tail: [b'\n'; 2],
+        finish_seen: false,
     };
     Body::from_stream(stream::unfold(relay, |mut relay| async move {
         let bytes = relay.next_bytes().await?;
@@ -351,6 +388,18 @@ struct Passthrough {
     /// The last two bytes relayed, to know whether an appended error event would
     /// start on an event boundary or glue onto a half-sent line.
     tail: [u8; 2],
+    /// A chat chunk with a `finish_reason` went by.
+    finish_seen: bool,
+}
+
+/// What to do with one upstream event.
+enum Verdict {
+    /// Relay it; it carries this many content deltas.
+    Forward(u64),
+    /// Leave it out (a usage chunk the client did not ask for).
+    Drop,
+    /// End the stream here with an error event instead.
+    Fail(StreamFailure),
 }
 
 impl Passthrough {
@@ -365,7 +414,9 @@ impl Passthrough {
                 BodyChunk::End => {
                     self.ended = true;
                     let events = self.parser.finish_raw();
-                    self.select(events)
+                    let (mut out, deltas) = self.select(events);
+                    self.end_cleanly(&mut out);
+                    (out, deltas)
                 }
                 failed => {
                     self.ended = true;
@@ -401,69 +452,130 @@ impl Passthrough {
         None
     }
 
-    /// The bytes to forward from these events, and how many content deltas they carry.
+    /// The bytes to forward from these events, and how many content deltas
+    /// they carry. An event the proxy cannot make sense of ends the stream: it
+    /// is replaced by an error event and nothing after it is relayed.
     fn select(&mut self, events: Vec<RawEvent>) -> (BytesMut, u64) {
         let mut out = BytesMut::new();
         let mut deltas = 0;
         for event in events {
-            let (forward, carried) = match &event.message {
+            let verdict = match &event.message {
+                _ if event.stray => Verdict::Fail(StreamFailure::malformed(
+                    &self.tap.context,
+                    "a line that is not server-sent events",
+                )),
                 Some(message) => match self.relay.flavor {
                     StreamFlavor::Chat => self.inspect_chat(message),
                     StreamFlavor::Responses => self.inspect_responses(message),
                 },
-                None => (true, 0),
+                None => Verdict::Forward(0),
             };
-            if forward {
-                out.extend_from_slice(&event.raw);
-                deltas += carried;
+            match verdict {
+                Verdict::Forward(carried) => {
+                    out.extend_from_slice(&event.raw);
+                    deltas += carried;
+                }
+                Verdict::Drop => {}
+                Verdict::Fail(failure) => {
+                    self.fail_with(&mut out, &failure);
+                    break;
+                }
             }
         }
         (out, deltas)
     }
 
-    fn inspect_chat(&mut self, message: &SseMessage) -> (bool, u64) {
+    /// Appends the failure's error event to `out` (on an event boundary) and
+    /// ends the stream.
+    fn fail_with(&mut self, out: &mut BytesMut, failure: &StreamFailure) {
+        self.ended = true;
+        self.tap.failed(failure);
+        let tail = self.tail_after(out);
+        if &tail != b"\n\n" {
+            out.extend_from_slice(b"\n\n");
+        }
+        out.extend_from_slice(failure.frame(self.relay.flavor).as_bytes());
+    }
+
+    /// The upstream closed its body properly. A chat stream whose finish chunk
+    /// came is whole even without `[DONE]`, which is added for the client;
+    /// anything else short of its completion is a truncated answer.
+    fn end_cleanly(&mut self, out: &mut BytesMut) {
+        if self.tap.completed || self.tap.failed {
+            return;
+        }
+        if self.relay.flavor == StreamFlavor::Chat && self.finish_seen {
+            if &self.tail_after(out) != b"\n\n" {
+                out.extend_from_slice(b"\n\n");
+            }
+            out.extend_from_slice(b"data: [DONE]\n\n");
+            self.tap.completed();
+            return;
+        }
+        let failure = StreamFailure::truncated(&self.tap.context);
+        self.fail_with(out, &failure);
+    }
+
+    /// The last two bytes the client will have once `out` is sent.
+    fn tail_after(&self, out: &[u8]) -> [u8; 2] {
+        match out {
+            [] => self.tail,
+            [only] => [self.tail[1], *only],
+            [.., before_last, last] => [*before_last, *last],
+        }
+    }
+
+    fn inspect_chat(&mut self, message: &SseMessage) -> Verdict {
         let data = message.data.trim();
         if data == "[DONE]" {
             self.tap.completed();
-            return (true, 0);
+            return Verdict::Forward(0);
         }
-        // A malformed chunk is the client's to judge; it is relayed as is.
+        // Relaying a corrupt chunk would only move the failure to the client's
+        // parser (the OpenAI SDK raises a JSON error); an error event says what
+        // happened.
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return (true, 0);
+            return Verdict::Fail(StreamFailure::malformed(
+                &self.tap.context,
+                "a stream chunk that is not JSON",
+            ));
         };
         if let Some(error) = chunk.get("error").filter(|error| error.is_object()) {
             let failure = StreamFailure::reported(error);
             failure.log(&self.tap.context, "error event from upstream");
             self.tap.failed(&failure);
-            return (true, 0);
+            return Verdict::Forward(0);
         }
         let usage = chunk.get("usage").and_then(Usage::from_json);
         if let Some(usage) = usage {
             self.tap.outcome.set_usage(usage);
         }
-        let usage_only = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty);
-        if usage_only && usage.is_some() && self.relay.strip_usage {
-            return (false, 0);
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        if choices.is_some_and(|choices| {
+            choices
+                .iter()
+                .any(|choice| choice.get("finish_reason").is_some_and(Value::is_string))
+        }) {
+            self.finish_seen = true;
         }
-        (true, chat_content_deltas(&chunk))
+        let usage_only = choices.is_some_and(Vec::is_empty);
+        if usage_only && usage.is_some() && self.relay.strip_usage {
+            return Verdict::Drop;
+        }
+        Verdict::Forward(chat_content_deltas(&chunk))
     }
 
-    fn inspect_responses(&mut self, message: &SseMessage) -> (bool, u64) {
-        let parsed = || serde_json::from_str::<Value>(&message.data).ok();
-        let mut event = parsed_type(message.event.as_deref(), None);
-        let data = if event.is_none() || event.as_deref().is_some_and(needs_data) {
-            parsed()
-        } else {
-            None
+    fn inspect_responses(&mut self, message: &SseMessage) -> Verdict {
+        let Ok(data) = serde_json::from_str::<Value>(&message.data) else {
+            return Verdict::Fail(StreamFailure::malformed(
+                &self.tap.context,
+                "a stream event that is not JSON",
+            ));
         };
-        if event.is_none() {
-            event = parsed_type(None, data.as_ref());
-        }
+        let data = Some(data);
+        let event = parsed_type(message.event.as_deref(), data.as_ref());
         match event.as_deref() {
-            Some("response.output_text.delta" | "response.refusal.delta") => (true, 1),
+            Some("response.output_text.delta" | "response.refusal.delta") => Verdict::Forward(1),
             Some("response.completed" | "response.incomplete") => {
                 let usage = data
                     .as_ref()
@@ -473,7 +585,7 @@ impl Passthrough {
                     self.tap.outcome.set_usage(usage);
                 }
                 self.tap.completed();
-                (true, 0)
+                Verdict::Forward(0)
             }
             Some("error" | "response.failed") => {
                 let error = data
@@ -484,9 +596,9 @@ impl Passthrough {
                 let failure = StreamFailure::reported(&error);
                 failure.log(&self.tap.context, "error event from upstream");
                 self.tap.failed(&failure);
-                (true, 0)
+                Verdict::Forward(0)
             }
-            _ => (true, 0),
+            _ => Verdict::Forward(0),
         }
     }
 
@@ -497,14 +609,6 @@ impl Passthrough {
             [.., before_last, last] => self.tail = [*before_last, *last],
         }
     }
-}
-
-/// Responses events whose payload matters for the outcome.
-fn needs_data(event: &str) -> bool {
-    matches!(
-        event,
-        "response.completed" | "response.incomplete" | "response.failed" | "error"
-    )
 }
 
 fn parsed_type(event: Option<&str>, data: Option<&Value>) -> Option<String> {
@@ -578,16 +682,21 @@ impl Translation {
         while !self.ended {
             let events = match self.body.next_chunk().await {
                 BodyChunk::Data(data) => {
-                    let messages = self.parser.push(&data);
-                    self.translate(messages)
+                    let raw = self.parser.push_raw(&data);
+                    self.translate(raw)
                 }
-                // A stream that ends cleanly without `[DONE]` still carried a
-                // whole answer, so it completes normally.
+                // A stream that ends cleanly without `[DONE]` but after its
+                // finish chunk still carried a whole answer, so it completes
+                // normally; without a finish chunk the answer was cut short.
                 BodyChunk::End => {
-                    let messages = self.parser.finish();
-                    let mut events = self.translate(messages);
+                    let raw = self.parser.finish_raw();
+                    let mut events = self.translate(raw);
                     if !self.ended {
-                        events.extend(self.complete());
+                        if self.translator.finished() {
+                            events.extend(self.complete());
+                        } else {
+                            events.extend(self.fail(StreamFailure::truncated(&self.tap.context)));
+                        }
                     }
                     events
                 }
@@ -611,12 +720,23 @@ impl Translation {
         None
     }
 
-    fn translate(&mut self, messages: Vec<SseMessage>) -> Vec<SseEvent> {
+    fn translate(&mut self, raw: Vec<RawEvent>) -> Vec<SseEvent> {
         let mut events = Vec::new();
-        for message in messages {
+        for event in raw {
             if self.ended {
                 break;
             }
+            if event.stray {
+                let failure = StreamFailure::malformed(
+                    &self.tap.context,
+                    "a line that is not server-sent events",
+                );
+                events.extend(self.fail(failure));
+                break;
+            }
+            let Some(message) = event.message else {
+                continue;
+            };
             if message.data.trim() == "[DONE]" {
                 events.extend(self.complete());
                 break;
@@ -640,16 +760,7 @@ impl Translation {
                 // Translating past a corrupt chunk could silently drop content,
                 // so the stream is reported as failed instead.
                 Err(_) => {
-                    let failure = StreamFailure {
-                        status: 502,
-                        code: "upstream_bad_response".to_owned(),
-                        message: format!(
-                            "Upstream \"{}\" sent a malformed stream chunk",
-                            self.tap.context.upstream
-                        ),
-                    };
-                    failure.log(&self.tap.context, "malformed chunk");
-                    failure
+                    StreamFailure::malformed(&self.tap.context, "a stream chunk that is not JSON")
                 }
             };
             events.extend(self.fail(failure));

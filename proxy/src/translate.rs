@@ -797,6 +797,11 @@ pub struct ResponsesStreamTranslator {
 }
 
 impl ResponsesStreamTranslator {
+    /// A chat chunk with a `finish_reason` has been translated: the answer is whole.
+    pub fn finished(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+
     pub fn new(req: &Value, response_id: String, created_at: i64) -> Self {
         Self {
             echo: echo_fields(req),

@@ -67,6 +67,8 @@ pub struct Upstream {
     pub base_url: String,
     pub responses: bool,
     authorization: Option<HeaderValue>,
+    /// The upstream's key itself, so an error body that echoes it can be scrubbed.
+    key: Option<String>,
     client: reqwest::Client,
     /// Until the response head.
     pub timeout: Duration,
@@ -95,6 +97,11 @@ impl Upstream {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             responses: config.responses,
             authorization,
+            key: config
+                .resolved_api_key
+                .as_ref()
+                .map(|key| key.expose().to_owned())
+                .filter(|key| !key.is_empty()),
             client,
             timeout: Duration::from_millis(config.timeout_ms),
             idle_timeout: config.idle_timeout_ms.map(Duration::from_millis),
@@ -133,6 +140,8 @@ impl Upstream {
                 })
             }
             Ok(Err(err)) => {
+                // The URL may carry credentials (`https://user:secret@host`): never logged.
+                let err = err.without_url();
                 tracing::warn!(
                     request_id = %request_id,
                     upstream = %self.name,
@@ -224,13 +233,57 @@ impl UpstreamBody {
         match outcome {
             Ok(Some(data)) => BodyChunk::Data(data),
             Ok(None) => BodyChunk::End,
-            Err(err) => BodyChunk::Failed(err),
+            Err(err) => BodyChunk::Failed(err.without_url()),
         }
     }
 
     /// Upstream waiting time since the last call, for the request's outcome.
     pub fn take_waited(&mut self) -> Duration {
         std::mem::take(&mut self.waited)
+    }
+}
+
+/// `body` with every occurrence of `secret` replaced by a marker.
+pub fn scrub(body: Bytes, secret: &str) -> Bytes {
+    if secret.is_empty() || !contains(&body, secret.as_bytes()) {
+        return body;
+    }
+    let mut out = BytesMut::with_capacity(body.len());
+    let mut rest = &body[..];
+    while let Some(at) = find(rest, secret.as_bytes()) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        rest = &rest[at + secret.len()..];
+    }
+    out.extend_from_slice(rest);
+    out.freeze()
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
+
+/// The base URL as shown to anyone (`/status`, logs): without the user
+/// name and password a URL may carry.
+pub fn public_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string().trim_end_matches('/').to_owned()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -273,16 +326,33 @@ impl BufferedReply {
                         error = %error_chain(&err),
                         "upstream body broke off"
                     );
-                    return Err(ApiError::UpstreamUnreachable {
+                    return Err(ApiError::UpstreamDisconnected {
                         upstream: upstream.name.clone(),
                     });
                 }
             }
         }
+        let mut body = collected.freeze();
+        let mut headers = headers;
+        // An upstream that refuses its key may quote it back ("Incorrect API key
+        // provided: sk-..."); that key is the proxy's secret, not the client's.
+        if !status.is_success()
+            && let Some(key) = &upstream.key
+        {
+            body = scrub(body, key);
+            let quoting: Vec<HeaderName> = headers
+                .iter()
+                .filter(|(_, value)| contains(value.as_bytes(), key.as_bytes()))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in quoting {
+                headers.remove(name);
+            }
+        }
         Ok(BufferedReply {
             status,
             headers,
-            body: collected.freeze(),
+            body,
         })
     }
 
