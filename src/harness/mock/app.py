@@ -4,10 +4,11 @@ upstream `default`), `/health`, and the inspection and control API under `/_mock
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,6 @@ from aiohttp import web
 from harness.mock import formats
 from harness.mock.content import chat_turns, compose_reply, responses_turns
 from harness.mock.faults import (
-    MID_STREAM_FAULTS,
     MODEL_FAULTS,
     Fault,
     FaultRules,
@@ -41,6 +41,19 @@ ENDPOINTS = {
 # Mid-stream faults on a non-streaming request: the nearest non-streaming equivalent.
 STREAM_ERROR_STATUS = 500
 MALFORMED_JSON_BODY = b"{not json"
+# Faults that answer a non-streaming request with a broken 200 body.
+MALFORMED_BODY_FAULTS = frozenset({"malformed_body", "malformed_chunk", "not_sse"})
+# Faults that shape how a whole (non-streaming) body goes out.
+WHOLE_BODY_FAULTS = frozenset({"drip", "truncate", "hang"})
+
+
+class Cut(enum.Enum):
+    """Where a stream stops short of its script."""
+
+    # The connection is closed (FIN after the events already written).
+    CLOSE = "close"
+    # Nothing more is sent; the mock waits until the client leaves.
+    HANG = "hang"
 
 
 @dataclass
@@ -112,7 +125,40 @@ class Call:
     ) -> web.Response:
         self.finish(status, outcome)
         all_headers = {**self.headers, **headers} if headers else self.headers
-        return json_response(payload, status, all_headers)
+        response = json_response(payload, status, all_headers)
+        self.entry["sent_bytes"] = len(response.body or b"")  # type: ignore[arg-type]
+        return response
+
+    def presented_key(self) -> str:
+        """The key the client sent (`Authorization: Bearer <key>`), for `echo_key`."""
+        authorization = self.request.headers.get("authorization", "")
+        return authorization.removeprefix("Bearer ").strip()
+
+    async def write(self, response: web.StreamResponse, data: bytes) -> None:
+        """Writes body bytes (waiting while the client does not read) and counts them."""
+        await response.write(data)
+        self.entry["sent_bytes"] += len(data)
+
+    async def drip(self, response: web.StreamResponse, data: bytes, fault: Fault) -> None:
+        """`data` in pieces of `bytes_per_write` bytes, `delay_ms` apart."""
+        step = int(fault.spec.get("bytes_per_write", 1))
+        delay = fault.number("delay_ms") / 1000
+        for start in range(0, len(data), step):
+            if start and delay:
+                await asyncio.sleep(delay)
+            await self.write(response, data[start : start + step])
+
+    async def wait_until_gone(self) -> None:
+        """Sends nothing more; only shutdown ends the wait, a client that leaves cancels it."""
+        await self.state.shutting_down.wait()
+        self.finish(None, "cancelled")
+        reset_connection(self.request.transport)
+
+    def close_connection(self) -> None:
+        # close(), unlike a reset, first flushes what was already written, so the client
+        # sees those bytes and then a body cut short.
+        if self.request.transport is not None:
+            self.request.transport.close()
 
     async def body(self, required: str) -> dict[str, Any]:
         raw = await self.request.read()
@@ -157,35 +203,68 @@ class Call:
             await asyncio.sleep(fault.number("first_byte_ms") / 1000)
             return None
         if fault.type == "status":
+            message = fault.spec.get("message")
+            if fault.spec.get("echo_key"):
+                # Some upstreams quote the key they refuse; it must not reach the proxy's client.
+                message = f"Incorrect API key provided: {self.presented_key()}"
             return self.json(
-                formats.status_error_body(fault.spec["status"], fault.spec.get("message")),
+                formats.status_error_body(fault.spec["status"], message),
                 fault.outcome,
                 status=fault.spec["status"],
                 headers=retry_headers(fault.spec),
             )
-        if fault.type == "hang":
+        if fault.type == "hang" and not fault.mid_stream:
             # Only shutdown ends the wait here: a client that leaves cancels this handler.
-            await self.state.shutting_down.wait()
-            self.finish(None, "cancelled")
-            reset_connection(self.request.transport)
+            await self.wait_until_gone()
             return web.Response()
         if fault.type == "reset" or (fault.type == "disconnect" and not stream):
             self.finish(None, fault.outcome)
             reset_connection(self.request.transport)
             # Never sent: the connection is gone, and aiohttp drops responses to closed ones.
             return web.Response()
-        if stream:
-            return None
-        if fault.type == "malformed_chunk":
+        if fault.type == "malformed_body" or (fault.type in MALFORMED_BODY_FAULTS and not stream):
             self.finish(200, fault.outcome)
+            self.entry["sent_bytes"] = len(MALFORMED_JSON_BODY)
             return web.Response(
                 body=MALFORMED_JSON_BODY, headers=self.headers, content_type=JSON_CONTENT_TYPE
             )
-        return self.json(
-            formats.error_body(formats.STREAM_ERROR_MESSAGE, "server_error", code="stream_error"),
-            fault.outcome,
-            status=STREAM_ERROR_STATUS,
-        )
+        if fault.type == "stream_error" and not stream:
+            return self.json(
+                formats.error_body(
+                    formats.STREAM_ERROR_MESSAGE, "server_error", code="stream_error"
+                ),
+                fault.outcome,
+                status=STREAM_ERROR_STATUS,
+            )
+        # The reply goes ahead, shaped by the fault (`stream` or `whole`).
+        return None
+
+    async def whole(self, payload: Any, fault: Fault | None) -> web.StreamResponse:
+        """A non-streaming 200 answer; `drip`, `truncate` and a mid-body `hang` shape how its
+        bytes go out (the headers always promise the whole body: Content-Length)."""
+        outcome = fault.outcome if fault else "ok"
+        if fault is None or fault.type not in WHOLE_BODY_FAULTS:
+            return self.json(payload, outcome)
+        body = formats.dumps(payload)
+        response = web.StreamResponse(headers=self.headers)
+        response.content_type = JSON_CONTENT_TYPE
+        response.content_length = len(body)
+        try:
+            await response.prepare(self.request)
+            self.entry["status"] = 200
+            if fault.type == "drip":
+                await self.drip(response, body, fault)
+                self.finish(200, outcome)
+                return response
+            await self.write(response, body[: len(body) // 2])
+            if fault.type == "truncate":
+                self.finish(200, outcome)
+                self.close_connection()
+                return response
+            await self.wait_until_gone()
+        except ConnectionError:
+            self.finish(200, "cancelled")
+        return response
 
     async def stream(self, script: formats.StreamScript, fault: Fault | None) -> web.StreamResponse:
         response = web.StreamResponse(headers={**SSE_HEADERS, **self.headers})
@@ -194,17 +273,25 @@ class Call:
         try:
             await response.prepare(self.request)
             self.entry["status"] = 200
+            if fault is not None and fault.type == "drip":
+                await self.drip(
+                    response,
+                    b"".join(e for e in stream_events(script, None) if isinstance(e, bytes)),
+                    fault,
+                )
+                self.finish(200, outcome)
+                return response
             for index, event in enumerate(stream_events(script, fault)):
                 if gap and index:
                     await asyncio.sleep(gap)
-                if event is None:
+                if event is Cut.CLOSE:
                     self.finish(200, outcome)
-                    # close(), unlike a reset, first flushes the events already written, so
-                    # the client sees them and then a body cut short of its final chunk.
-                    if self.request.transport is not None:
-                        self.request.transport.close()
+                    self.close_connection()
                     return response
-                await response.write(event)
+                if event is Cut.HANG:
+                    await self.wait_until_gone()
+                    return response
+                await self.write(response, event)
         except ConnectionError:
             self.finish(200, "cancelled")
             return response
@@ -221,18 +308,35 @@ def retry_headers(spec: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
-def stream_events(script: formats.StreamScript, fault: Fault | None) -> list[bytes | None]:
+def stream_events(script: formats.StreamScript, fault: Fault | None) -> Iterator[bytes | Cut]:
     """The events actually sent, with a mid-stream fault applied after `after_chunks` content
-    events (or after the last one, if there are fewer); None marks where the connection drops."""
-    if fault is None or fault.type not in MID_STREAM_FAULTS:
-        return [*script.head, *script.content, *script.tail]
+    events (or after the last one, if there are fewer); a `Cut` says how the stream stops short.
+    Made on the fly: a `flood` stream is far too large to hold."""
+    if fault is not None and fault.type == "flood":
+        yield from script.head
+        filler = "x" * int(fault.spec.get("chunk_bytes", 1024))
+        for index in range(int(fault.spec.get("chunks", 1000))):
+            yield script.content_event(index, filler)
+        yield from script.tail
+        return
+    if fault is not None and fault.type == "no_done":
+        # Everything but the last event: chat's `[DONE]`, responses' `response.completed`.
+        yield from [*script.head, *script.content, *script.tail[:-1]]
+        return
+    if fault is None or not fault.mid_stream:
+        yield from [*script.head, *script.content, *script.tail]
+        return
     cut = min(fault.after_chunks, len(script.content))
-    sent = [*script.head, *script.content[:cut]]
+    yield from [*script.head, *script.content[:cut]]
     if fault.type == "disconnect":
-        return [*sent, None]
-    if fault.type == "stream_error":
-        return [*sent, script.error_event(cut)]
-    return [*sent, formats.MALFORMED_EVENT, *script.content[cut:], *script.tail]
+        yield Cut.CLOSE
+    elif fault.type == "hang":
+        yield Cut.HANG
+    elif fault.type == "stream_error":
+        yield script.error_event(cut)
+    elif fault.type != "truncate":  # truncate: the stream just ends here, cleanly
+        line = formats.MALFORMED_EVENT if fault.type == "malformed_chunk" else formats.NOT_SSE_LINE
+        yield from [line, *script.content[cut:], *script.tail]
 
 
 def token_limit(body: Mapping[str, Any], keys: Sequence[str]) -> int | None:
@@ -268,10 +372,7 @@ async def chat_completions(call: Call) -> web.StreamResponse:
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         script = formats.chat_stream(completion_id, created, model, reply, include_usage)
         return await call.stream(script, fault)
-    return call.json(
-        formats.chat_completion(completion_id, created, model, reply),
-        fault.outcome if fault else "ok",
-    )
+    return await call.whole(formats.chat_completion(completion_id, created, model, reply), fault)
 
 
 async def responses(call: Call) -> web.StreamResponse:
@@ -308,7 +409,7 @@ async def responses(call: Call) -> web.StreamResponse:
     response_id = new_id("resp_")
     message_id = new_id("msg_")
     created_at = int(time.time())
-    if fault is None or fault.type not in {"disconnect", "stream_error"}:
+    if fault is None or fault.type not in {"disconnect", "stream_error", "truncate", "hang"}:
         # Stored before the reply goes out: the client may continue as soon as it reads it.
         call.state.responses.put(
             call.upstream, response_id, (*conversation, ("assistant", reply.text))
@@ -316,9 +417,8 @@ async def responses(call: Call) -> web.StreamResponse:
     if stream:
         script = formats.responses_stream(response_id, message_id, created_at, body, reply)
         return await call.stream(script, fault)
-    return call.json(
-        formats.final_response(response_id, message_id, created_at, body, reply),
-        fault.outcome if fault else "ok",
+    return await call.whole(
+        formats.final_response(response_id, message_id, created_at, body, reply), fault
     )
 
 

@@ -15,16 +15,27 @@ from typing import Any
 # Parameters each fault type accepts; anything else is rejected so that a typo in a test
 # ("after_chunk") fails loudly instead of silently running with the default.
 FAULT_PARAMETERS: dict[str, frozenset[str]] = {
-    "status": frozenset({"status", "retry_after", "retry_after_ms", "message"}),
+    "status": frozenset({"status", "retry_after", "retry_after_ms", "message", "echo_key"}),
     "latency": frozenset({"first_byte_ms", "between_chunks_ms"}),
-    "hang": frozenset(),
+    "hang": frozenset({"after_chunks"}),
     "reset": frozenset(),
     "disconnect": frozenset({"after_chunks"}),
     "malformed_chunk": frozenset({"after_chunks"}),
     "stream_error": frozenset({"after_chunks"}),
+    "malformed_body": frozenset(),
+    "not_sse": frozenset({"after_chunks"}),
+    "truncate": frozenset({"after_chunks"}),
+    "no_done": frozenset(),
+    "drip": frozenset({"bytes_per_write", "delay_ms"}),
+    "flood": frozenset({"chunks", "chunk_bytes"}),
 }
-# Faults that happen part-way through a stream, after `after_chunks` content events.
-MID_STREAM_FAULTS = frozenset({"disconnect", "malformed_chunk", "stream_error"})
+# Faults that happen part-way through a stream, after `after_chunks` content events (`hang`
+# only when it has `after_chunks`; without, it hangs before any header).
+MID_STREAM_FAULTS = frozenset(
+    {"disconnect", "malformed_chunk", "stream_error", "not_sse", "truncate", "hang"}
+)
+# Integer parameters, and the smallest value each may take.
+INTEGER_PARAMETERS = {"after_chunks": 0, "bytes_per_write": 1, "chunks": 0, "chunk_bytes": 1}
 RULE_SELECTORS = ("upstream", "tag", "model", "path")
 # Rules without a `path` selector match only inference requests, so that a model listing (e.g. a
 # health probe) cannot consume a rule meant for "the next N requests".
@@ -51,6 +62,13 @@ class Fault:
         return int(self.spec.get("after_chunks", 0))
 
     @property
+    def mid_stream(self) -> bool:
+        """Cuts into a stream after `after_chunks` content events (a `hang` only with it)."""
+        if self.type == "hang":
+            return "after_chunks" in self.spec
+        return self.type in MID_STREAM_FAULTS
+
+    @property
     def outcome(self) -> str:
         return f"fault:{self.type}"
 
@@ -75,11 +93,15 @@ def parse_fault(spec: Any) -> Fault:
             raise FaultSpecError("fault 'status' needs an integer `status` from 400 to 599")
         if "message" in spec and not isinstance(spec["message"], str):
             raise FaultSpecError("fault 'status': `message` must be a string")
-    for key in FAULT_PARAMETERS[fault_type] - {"status", "message"}:
+        if "echo_key" in spec and spec["echo_key"] not in (0, 1, True, False):
+            raise FaultSpecError("fault 'status': `echo_key` must be a boolean")
+    for key in FAULT_PARAMETERS[fault_type] - {"status", "message", "echo_key"}:
         if key in spec and not _is_number(spec[key]):
             raise FaultSpecError(f"fault {fault_type!r}: `{key}` must be a number >= 0")
-    if "after_chunks" in spec and not isinstance(spec["after_chunks"], int):
-        raise FaultSpecError(f"fault {fault_type!r}: `after_chunks` must be an integer")
+    for key, least in INTEGER_PARAMETERS.items():
+        value = spec.get(key, least)
+        if not isinstance(value, int) or value < least:
+            raise FaultSpecError(f"fault {fault_type!r}: `{key}` must be an integer >= {least}")
     return Fault(fault_type, dict(spec))
 
 

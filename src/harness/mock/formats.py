@@ -17,6 +17,8 @@ SYSTEM_FINGERPRINT = "fp_mock"
 
 SSE_DONE = b"data: [DONE]\n\n"
 MALFORMED_EVENT = b"data: {not json\n\n"
+# A line that is no SSE field at all (no `data:`, no `event:`), then the blank line of an event.
+NOT_SSE_LINE = b"this line is not server-sent events\n\n"
 STREAM_ERROR_MESSAGE = "mock fault: the upstream failed in the middle of the stream"
 
 _encoder = json.JSONEncoder(separators=(",", ":"))
@@ -69,6 +71,9 @@ class StreamScript:
     content: list[bytes]
     tail: list[bytes]
     error_event: Callable[[int], bytes]
+    # The content event carrying `delta` as content event number `index` (from 0), for streams
+    # whose content is made up on the fly (the `flood` fault).
+    content_event: Callable[[int, str], bytes]
 
 
 # --------------------------------------------------------------------------- chat completions
@@ -140,6 +145,7 @@ def chat_stream(
         content=[chunk(choice({"content": delta})) for delta in stream_deltas(reply.words)],
         tail=tail,
         error_event=lambda sent: error,
+        content_event=lambda index, delta: chunk(choice({"content": delta})),
     )
 
 
@@ -245,10 +251,11 @@ def responses_stream(
         },
         {"type": "response.content_part.added", **position, "part": output_text_part("")},
     ]
-    content_events = [
-        {"type": "response.output_text.delta", **position, "delta": delta, "logprobs": []}
-        for delta in stream_deltas(reply.words)
-    ]
+
+    def delta_event(delta: str) -> dict[str, Any]:
+        return {"type": "response.output_text.delta", **position, "delta": delta, "logprobs": []}
+
+    content_events = [delta_event(delta) for delta in stream_deltas(reply.words)]
     tail_events: list[dict[str, Any]] = [
         {"type": "response.output_text.done", **position, "text": text, "logprobs": []},
         {"type": "response.content_part.done", **position, "part": output_text_part(text)},
@@ -276,4 +283,7 @@ def responses_stream(
         content=numbered[content_start:content_end],
         tail=numbered[content_end:],
         error_event=error_event,
+        content_event=lambda index, delta: response_event(
+            delta_event(delta), content_start + index
+        ),
     )

@@ -75,6 +75,7 @@ class RequestLog:
             "body": None,
             "status": None,
             "outcome": None,
+            "sent_bytes": 0,
         }
         self._entries.append(entry)
         return entry
