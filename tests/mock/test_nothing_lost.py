@@ -3,9 +3,10 @@
 One proxy of the test's own (SQLite ledger in the test's tmp_path, two tenants, the memory
 cache, retries and a fallback model) gets a few hundred concurrent requests of a deliberate mix:
 streams and whole answers on both endpoints, repeats that hit the cache, requests that fall back
-from a failing primary upstream, clients that hang up mid-stream, and upstream faults that end
-in an error (500 after retries, a hang that times out, a reset, a 400 returned at once, an error
-event or a broken connection mid-stream, an unknown model).
+from a failing primary upstream, clients that hang up mid-stream or give up before the first
+byte, and upstream faults that end in an error (500 after retries, a hang that times out, a
+reset, a 400 returned at once, an error event or a broken connection mid-stream, an unknown
+model).
 
 Afterwards every request id the clients sent is in the ledger exactly once, with the status the
 client saw, and every ledger invariant holds: failed calls cost nothing, cache hits cost nothing
@@ -88,6 +89,7 @@ EVERY_VARIANT = {
     "reset": 4,  # the connection is reset before any header: 502
     "rejected": 2,  # a 400 from the upstream, returned at once
     "unknown": 1,  # a model the proxy does not know: 404, no upstream at all
+    "client_gone": 2,  # the client gives up before the upstream's first byte
 }
 STREAMS_ONLY = {
     "stream_error": 6,  # an error event after two words
@@ -110,6 +112,7 @@ STATUS = {
     "stream_error": 502,
     "upstream_cut": 502,
     "client_cut": 499,
+    "client_gone": 499,
 }
 FAULT_HEADERS = {
     "failed": "type=status;status=500",
@@ -119,9 +122,12 @@ FAULT_HEADERS = {
     "stream_error": "type=stream_error;after_chunks=2",
     "upstream_cut": "type=disconnect;after_chunks=2",
     "client_cut": "type=latency;between_chunks_ms=100",
+    "client_gone": "type=latency;first_byte_ms=3000",
 }
 # Streams that broke after their head: the client got a 200, then an error event or nothing.
 BROKEN_AFTER_HEAD = {"stream_error", "upstream_cut", "client_cut"}
+# How long a client that gives up waits for the response head (the upstream takes 3 s).
+GIVE_UP_AFTER = 0.5
 BILLABLE = {"ok", "repeat", "fallback", "client_cut"}
 
 
@@ -254,6 +260,8 @@ def mixed_gateway(gateways: Gateways, ledger_path: Path) -> tuple[Gateway, Keys,
 def send(case: Case, sdks: dict[str, openai.OpenAI], http: dict[str, httpx.Client]) -> Seen:
     if case.kind == "client_cut":
         return cut_stream(case, http[case.tenant])
+    if case.kind == "client_gone":
+        return give_up(case, http[case.tenant])
     answer: Answer = ask(
         sdks[case.tenant],
         case.endpoint,
@@ -287,6 +295,20 @@ def cut_stream(case: Case, client: httpx.Client) -> Seen:
     return Seen(case, status, headers, words_read=read)
 
 
+def give_up(case: Case, client: httpx.Client) -> Seen:
+    """Send a request the upstream answers in 3 s, and give up on it before that (the request
+    itself is sent in full: only the wait for the response head is short)."""
+    body = request_body(case.endpoint, case.model, case.text, stream=case.stream)
+    timeout = httpx.Timeout(10, read=GIVE_UP_AFTER)
+    try:
+        response = client.post(
+            PATHS[case.endpoint], json=body, headers=case.headers(), timeout=timeout
+        )
+    except httpx.ReadTimeout:
+        return Seen(case, 0, httpx.Headers())
+    return Seen(case, response.status_code, response.headers)
+
+
 # --------------------------------------------------------------------------- checking
 
 
@@ -299,6 +321,9 @@ def expected_cost(record: dict[str, Any]) -> float:
 def check_client_side(seen: Seen, names: dict[str, str]) -> None:
     """What each client saw is what its kind must produce."""
     case, kind = seen.case, seen.case.kind
+    if kind == "client_gone":
+        assert seen.status == 0, "the client was meant to give up before any answer"
+        return
     http_status = 200 if kind in BROKEN_AFTER_HEAD else STATUS[kind]
     assert seen.status == http_status, (case.request_id, seen.status, seen.error)
     assert seen.headers.get("x-request-id") == case.request_id
@@ -340,6 +365,13 @@ def check_record(record: dict[str, Any], seen: Seen, originals: dict[str, dict[s
         assert record["attempts"] == seen.attempts, where
     if not case.stream:
         assert record["ttft_ms"] is None, where
+    if kind == "client_gone":
+        # Nothing was produced; the prompt may be counted (an estimate, for a stream), and the
+        # cost is whatever those tokens cost.
+        assert record["completion_tokens"] == 0, where
+        assert record["prompt_tokens"] in (0, words(case.text)), where
+        assert math.isclose(record["cost"], expected_cost(record), rel_tol=1e-9), where
+        return
     if kind not in BILLABLE:
         assert (record["prompt_tokens"], record["completion_tokens"]) == (0, 0), where
         assert record["cost"] == 0, where
