@@ -12,7 +12,8 @@ python fake_bench_tools.py loadgen --target NAME=URL ... [--stream] [...]
     Sends REQUESTS_PER_TARGET real requests to each target, in turn, and prints the load
     generator's JSON summary (measured latencies) as its last line. FAKE_LOADGEN_LOG names a file
     where each call's arguments are appended; FAKE_LOADGEN_EXIT=N makes it fail with code N
-    after printing a few lines; FAKE_LOADGEN_NO_JSON=1 makes it print no summary.
+    after printing a few lines; FAKE_LOADGEN_NO_JSON=1 makes it print no summary;
+    FAKE_LOADGEN_TERM_PARENT=1 makes it send SIGTERM to its parent (the benchmark) and wait.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -281,6 +283,10 @@ def loadgen(argv: list[str]) -> None:
         sys.exit(int(os.environ["FAKE_LOADGEN_EXIT"]))
     if os.environ.get("FAKE_LOADGEN_NO_JSON"):
         return
+    if os.environ.get("FAKE_LOADGEN_TERM_PARENT"):
+        # As if the user's terminal sent SIGTERM to the benchmark in the middle of a phase.
+        os.kill(os.getppid(), signal.SIGTERM)
+        time.sleep(30)
     started = time.perf_counter()
     targets = []
     for text in args.target:

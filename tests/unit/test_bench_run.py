@@ -45,7 +45,7 @@ SHORT = [
 def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
     made = make_scene(tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_LOADGEN_LOG", str(tmp_path / "loadgen.log"))
-    for name in ("FAKE_LOADGEN_EXIT", "FAKE_LOADGEN_NO_JSON"):
+    for name in ("FAKE_LOADGEN_EXIT", "FAKE_LOADGEN_NO_JSON", "FAKE_LOADGEN_TERM_PARENT"):
         monkeypatch.delenv(name, raising=False)
     yield made
     # Whatever happened, the benchmark's stack is gone: no process, no PID file, no stack dir.
@@ -212,6 +212,22 @@ def test_a_load_generator_without_a_summary_is_an_error(
     assert "printed no JSON summary" in err and "fake loadgen: 3 targets" in err
 
 
+def test_sigterm_in_the_middle_of_a_phase_stops_everything_and_exits_130(
+    scene: Scene,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    install_fakes(scene)
+    monkeypatch.setenv("FAKE_LOADGEN_TERM_PARENT", "1")
+    assert bench.main([*SHORT, "--no-build", "--only", "open"]) == 130
+    err = capsys.readouterr().err
+    assert "bench interrupted (received SIGTERM); everything was stopped" in err
+    # The load generator, which ignores nothing, was stopped with the stack (see the fixture).
+    assert "the load generator failed" not in err
+    assert not (tmp_path / "results").exists()
+
+
 def test_an_unreachable_other_proxy_fails_before_any_load(
     scene: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,6 +239,25 @@ def test_an_unreachable_other_proxy_fails_before_any_load(
 
 
 # --------------------------------------------------------------------------- the pieces
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--proxy-cmd", "  "], "--proxy-cmd '  ': empty command"),
+        (["--proxy-url", "ftp://example.com"], "expected an http:// URL"),
+        (["--proxy-url", "https://example.com"], "the load generator speaks plain http only"),
+        (["--proxy-health", "ping"], "unknown health check 'ping'"),
+        (["--only", "open,soak"], "choose among open, closed, stream, cache"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        bench.parse_args(argv)
+    assert caught.value.code == 2
+    assert problem in capsys.readouterr().err
 
 
 def bench_ready_reply() -> dict[str, Any]:
@@ -319,6 +354,17 @@ def test_cpu_and_rss_of_a_process_tree() -> None:
     assert sampler.samples["me"] and all(rss > 0 for rss in sampler.samples["me"])
     assert sampler.samples["gone"] == []
     assert not sampler._thread.is_alive()
+
+
+def test_rss_of_a_tree_that_exits_after_it_was_resolved_is_none() -> None:
+    child = psutil.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        sampler = bench.RssSampler({"child": child.pid}, refresh=60.0)
+        assert sampler.now()["child"] is not None, "resolved while it runs"
+    finally:
+        child.kill()
+        child.wait()
+    assert sampler.now()["child"] is None, "the same (resolved) tree, gone"
 
 
 def test_machine_info_and_notes() -> None:

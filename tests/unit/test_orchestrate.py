@@ -109,6 +109,25 @@ def test_stacks_of_other_live_runs_are_shown_and_outlive_down(
     assert live_pids("other-run") == pids
 
 
+def test_sweep_reports_what_it_cleaned_then_that_nothing_is_left(
+    scene: Scene, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scene.write_config(toy_service("front"))
+    owner = psutil.Popen([sys.executable, "-c", "pass"])
+    the_stack = stack.load("orphan", owner_pid=owner.pid)
+    the_stack.up()
+    pids = live_pids("orphan")
+    owner.wait()
+
+    orchestrate.sweep()
+    said = capsys.readouterr().out
+    assert "cleaned up orphaned stack 'orphan' (front)" in said
+    assert "no orphans or stale PID files left" in said
+    assert all(gone(pid) for pid in pids.values())
+    orchestrate.sweep(quiet=True)
+    assert capsys.readouterr().out == ""
+
+
 def test_a_taken_fixed_port_is_a_clear_error_and_nothing_is_left(scene: Scene) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
