@@ -195,8 +195,10 @@ def test_redis_killed_and_restarted_mid_flow_costs_no_answer_and_no_record(
     try:
         wait_answers((0, False), hit=True)
         for outage in range(1, OUTAGES + 1):
-            flow.set_down(True)
+            # The phase changes once Redis is dead (reaped) and once it is healthy again: a
+            # request sent in a phase was sent entirely after that change.
             port = kill_redis(gateway)
+            flow.set_down(True)
             wait_answers((outage, True))
             start_service_on(gateway, "redis", port)
             flow.set_down(False)
