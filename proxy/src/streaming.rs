@@ -422,10 +422,18 @@ impl Passthrough {
                     self.ended = true;
                     let failure = StreamFailure::from_chunk(failed, &self.tap.context)?;
                     self.tap.failed(&failure);
-                    // What the upstream managed to send of its last event still
-                    // goes out, so the client sees exactly where it broke.
-                    let mut out = BytesMut::from(&self.parser.take_unfinished()[..]);
-                    self.remember_tail(&out);
+                    // Half an event is left out: a client would have to parse it
+                    // (the OpenAI SDK fails on it with a JSON error instead of
+                    // reading the error event after it).
+                    let unfinished = self.parser.take_unfinished();
+                    if !unfinished.is_empty() {
+                        tracing::debug!(
+                            request_id = %self.tap.context.request_id,
+                            bytes = unfinished.len(),
+                            "the unfinished last event of a broken stream is not relayed"
+                        );
+                    }
+                    let mut out = BytesMut::new();
                     if &self.tail != b"\n\n" {
                         out.extend_from_slice(b"\n\n");
                     }
