@@ -2,6 +2,8 @@
 
 `nox -s mock` runs once, on the interpreter running nox; `nox -s mock -P 3.12` picks another.
 Environments are reused and synced from uv.lock, so a warm session starts in about a second.
+Every test session writes JUnit XML to reports/ and, when it fails, copies the stack's server
+logs to reports/failure-logs/<session>/.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import nox
 
+from harness import coverage as coverage_support
 from harness import nox_support
 
 ROOT = Path(__file__).parent
@@ -26,6 +29,9 @@ nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 nox.options.sessions = ["lint", "rust", "unit", "mock"]
 
+RELIABILITY = "chaos or robustness or security"
+RELIABILITY_RUNS = 3
+
 
 def _sync(session: nox.Session, *groups: str) -> None:
     """Install the project and the given dependency groups from the lock, nothing else."""
@@ -35,18 +41,25 @@ def _sync(session: nox.Session, *groups: str) -> None:
     session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location})
 
 
-def _pytest(session: nox.Session, tier: str, *extra: str) -> None:
-    reports = ROOT / "reports"
-    reports.mkdir(exist_ok=True)
-    python = session.python or THIS_PYTHON
-    args = session.posargs or ["-n", "auto"]
+def _pytest(
+    session: nox.Session,
+    report: str,
+    *args: str,
+    runner: tuple[str, ...] = ("pytest",),
+    env: dict[str, str | None] | None = None,
+) -> None:
+    """pytest (through `runner`) with JUnit XML and failure logs named after `report`;
+    arguments after `--` replace the default `-n auto`."""
+    reporting, reporting_env = nox_support.pytest_reporting(
+        report, str(session.python or THIS_PYTHON)
+    )
     session.run(
-        "pytest",
-        f"tests/{tier}",
-        f"--junitxml={reports / f'junit-{tier}-py{python}.xml'}",
-        "--durations=10",
-        *extra,
+        *runner,
         *args,
+        *reporting,
+        "--durations=10",
+        *(session.posargs or ["-n", "auto"]),
+        env={**reporting_env, **(env or {})},
     )
 
 
@@ -54,7 +67,7 @@ def _pytest(session: nox.Session, tier: str, *extra: str) -> None:
 def unit(session: nox.Session) -> None:
     """Unit tier: the harness and the mock upstream's fidelity to the openai SDK."""
     _sync(session, "test", "bench")
-    _pytest(session, "unit")
+    _pytest(session, "unit", "tests/unit")
 
 
 @nox.session(python=THIS_PYTHON)
@@ -63,7 +76,7 @@ def mock(session: nox.Session) -> None:
     _sync(session, "test")
     session.log("# building the proxy when stale, and provisioning redis-server")
     nox_support.prepare_stack(session)
-    _pytest(session, "mock")
+    _pytest(session, "mock", "tests/mock")
 
 
 @nox.session(python=THIS_PYTHON)
@@ -71,7 +84,7 @@ def integration(session: nox.Session) -> None:
     """Integration tier: against a real endpoint when OPENAI_API_KEY is set (skipped otherwise)."""
     _sync(session, "test")
     nox_support.prepare_stack(session)
-    _pytest(session, "integration")
+    _pytest(session, "integration", "tests/integration")
 
 
 @nox.session(python=THIS_PYTHON, default=False)
@@ -80,28 +93,61 @@ def fuzz(session: nox.Session) -> None:
     _sync(session, "test")
     nox_support.prepare_stack(session)
     session.env.setdefault("SWITCHYARD_FUZZ_EXAMPLES", "1500")
-    _pytest(session, "mock", "-k", "fuzz or schemathesis", "-p", "no:cacheprovider")
+    _pytest(session, "fuzz", "tests/mock", "-k", "fuzz or schemathesis", "-p", "no:cacheprovider")
+
+
+@nox.session(python=THIS_PYTHON, default=False)
+def reliability(session: nox.Session) -> None:
+    """The chaos, robustness and security tests of the unit and mock tiers, three runs in a row."""
+    _sync(session, "test")
+    nox_support.prepare_stack(session)
+    failed = []
+    for run in range(1, RELIABILITY_RUNS + 1):
+        session.log(f"# reliability run {run} of {RELIABILITY_RUNS}")
+        try:
+            _pytest(session, f"reliability-{run}", "tests/unit", "tests/mock", "-m", RELIABILITY)
+        except nox.command.CommandFailed:
+            failed.append(run)
+    if failed:
+        runs = ", ".join(map(str, failed))
+        session.error(f"{len(failed)} of {RELIABILITY_RUNS} runs failed (run {runs})")
+
+
+@nox.session(python=THIS_PYTHON, default=False)
+def soak(session: nox.Session) -> None:
+    """The soak run (scripts/soak.py; arguments after -- go to it)."""
+    _sync(session, "bench")
+    nox_support.prepare_stack(session)
+    session.run("python", "scripts/soak.py", "--no-build", *session.posargs)
 
 
 @nox.session(python=THIS_PYTHON, default=False)
 def coverage(session: nox.Session) -> None:
-    """Unit and mock tiers under coverage.py, across xdist workers and started servers."""
+    """Unit and mock tiers (and cargo test) measuring the harness and an instrumented proxy.
+
+    coverage.py follows pytest, its xdist workers and the servers it starts; the proxy is a
+    cargo-llvm-cov build of its own. Reports go to reports/coverage/; the session fails when a
+    test fails or either language is below its threshold (see harness.coverage).
+    """
     _sync(session, "test", "coverage")
     nox_support.prepare_stack(session)
+    rust = coverage_support.prepare_rust(session)
     session.run("coverage", "erase")
-    session.run(
-        "coverage",
-        "run",
-        "-m",
-        "pytest",
-        "tests/unit",
-        "tests/mock",
-        *(session.posargs or ["-n", "auto"]),
-    )
-    session.run("coverage", "combine", success_codes=[0, 1])
-    session.run("coverage", "report")
-    session.run("coverage", "html")
-    session.run("coverage", "xml")
+    tests_failed = False
+    try:
+        _pytest(
+            session,
+            "coverage",
+            "tests/unit",
+            "tests/mock",
+            runner=("coverage", "run", "-m", "pytest"),
+            env=coverage_support.stack_env(rust),
+        )
+    except nox.command.CommandFailed:
+        tests_failed = True  # the reports still come first
+    coverage_support.run_rust_tests(session, rust)
+    figures = [coverage_support.report_python(session), coverage_support.report_rust(session, rust)]
+    coverage_support.summarise(session, figures, tests_failed=tests_failed)
 
 
 @nox.session(python=THIS_PYTHON, default=False)
@@ -115,11 +161,12 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=THIS_PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy."""
+    """ruff (lint and format check), mypy, and actionlint on the CI workflow."""
     _sync(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    nox_support.actionlint(session)
 
 
 @nox.session(python=False)
