@@ -170,8 +170,8 @@ def serve(argv: list[str]) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(str(server.server_address[1]))
+    with open(tmp, "w") as port_file:
+        port_file.write(str(server.server_address[1]))
     os.replace(tmp, args.port_file)
     server.serve_forever()
 
@@ -201,7 +201,7 @@ def one_request(url: str, body: bytes, stream: bool) -> tuple[int, bool, list[fl
     """Status, cache hit, and the microseconds at which each SSE data line arrived (streams)."""
     parts = urlsplit(url)
     started = time.perf_counter()
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
         connection.request(
             "POST", "/v1/chat/completions", body, {"content-type": "application/json"}
