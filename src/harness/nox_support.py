@@ -24,9 +24,16 @@ def expose_pyenv_interpreters(versions: Iterable[str]) -> None:
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     found = []
     for version in versions:
-        found += sorted(glob.glob(str(root / "versions" / f"{version}.*" / "bin")))[-1:]
+        candidates = glob.glob(str(root / "versions" / f"{version}.*" / "bin"))
+        found += sorted(candidates, key=_patch_level)[-1:]
     if found:
         os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+def _patch_level(bin_dir: str) -> tuple[int, ...]:
+    """3.12.10 sorts after 3.12.9: version parts compare as numbers, not text."""
+    name = Path(bin_dir).parent.name
+    return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))
 
 
 def prepare_stack(session: Any) -> None:

@@ -66,6 +66,15 @@ def test_a_version_is_not_matched_by_a_longer_one(
     assert bin_of(root, "3.10.12") not in os.environ["PATH"]
 
 
+def test_the_newest_patch_release_wins_by_number_not_by_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_before: str
+) -> None:
+    root = fake_pyenv(tmp_path / "pyenv", "3.12.9", "3.12.10", "3.12.2")
+    monkeypatch.setenv("PYENV_ROOT", str(root))
+    nox_support.expose_pyenv_interpreters(["3.12"])
+    assert os.environ["PATH"].split(os.pathsep)[0] == bin_of(root, "3.12.10")
+
+
 def test_path_is_unchanged_when_pyenv_has_none_of_the_versions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_before: str
 ) -> None:
