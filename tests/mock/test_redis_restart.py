@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ OUTAGES = 2
 # Answers to wait for in each phase: before the first kill, while Redis is down, after it is
 # back (at least this many, and until a hit shows that caching resumed).
 PER_PHASE = 30
+# Redis stays down at least this long, so the proxy's reconnection attempts fail many times over.
+OUTAGE_SECONDS = 1.0
 # Repeated texts (hits while Redis is up); every other request is unique.
 POOL = 4
 
@@ -182,11 +185,14 @@ def test_redis_killed_and_restarted_mid_flow_costs_no_answer_and_no_record(
     gateway, keys = redis_gateway(gateways, ledger_path)
     flow = Flow(gateway.sdk(keys.tenants[TENANT]), tag)
 
-    def wait_answers(where: tuple[int, bool], *, hit: bool = False) -> None:
+    def wait_answers(where: tuple[int, bool], *, hit: bool = False, seconds: float = 0) -> None:
+        began = time.monotonic()
+
         def enough() -> bool:
             replies = flow.answered(where)
             hits = any(r.cache == "HIT" for r in replies)
-            return len(replies) >= PER_PHASE and (hits or not hit)
+            long_enough = time.monotonic() - began >= seconds
+            return len(replies) >= PER_PHASE and (hits or not hit) and long_enough
 
         what = f"{PER_PHASE} answers in phase {where}" + (" and a cache hit" if hit else "")
         wait_for(enough, what=what, timeout=60, interval=0.05)
@@ -195,13 +201,14 @@ def test_redis_killed_and_restarted_mid_flow_costs_no_answer_and_no_record(
     try:
         wait_answers((0, False), hit=True)
         for outage in range(1, OUTAGES + 1):
-            # The phase changes once Redis is dead (reaped) and once it is healthy again: a
-            # request sent in a phase was sent entirely after that change.
+            # The outage, as the flow labels it, is the time Redis is surely dead: from after
+            # it was reaped until just before it is started again. A request sent and answered
+            # within it never reached a Redis.
             port = kill_redis(gateway)
             flow.set_down(True)
-            wait_answers((outage, True))
-            start_service_on(gateway, "redis", port)
+            wait_answers((outage, True), seconds=OUTAGE_SECONDS)
             flow.set_down(False)
+            start_service_on(gateway, "redis", port)
             wait_answers((outage, False), hit=True)
     finally:
         flow.stop()
