@@ -542,7 +542,13 @@ async fn cut_chat_stream_ends_with_an_error_event_on_its_own_line() {
         .await
         .unwrap();
     let text = response.text().await.unwrap();
-    assert!(text.contains("data: {\"half\n\ndata: {\"error\""), "{text}");
+    // The half-sent last event is left out: a client would choke on it before
+    // reaching the error event.
+    assert!(!text.contains("{\"half"), "{text}");
+    assert!(
+        text.starts_with("data: {\"error\"") || text.contains("\n\ndata: {\"error\""),
+        "{text}"
+    );
     assert!(text.contains("upstream_disconnected"), "{text}");
 }
 
