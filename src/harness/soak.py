@@ -58,6 +58,9 @@ DEFAULT_MIX = "whole=35,stream=25,responses=5,responses_stream=5,repeat=25,repea
 # rate: growth after that is what a leak would look like, not a cache filling.
 CACHE_ENTRIES = 5000
 RESPONSE_STORE = 1000
+# The proxy's /stats keeps the latencies of this many recent requests (bounded, but it fills
+# for this long at the soak's rate); before that, the RSS still grows by design.
+STATS_WINDOW = 100_000
 
 
 class SoakError(ProcessError):
@@ -528,7 +531,35 @@ def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]
         proxy_stats=stats,
         max_rss_growth_kib_per_min=options.max_rss_growth,
         expected=expected,
+        notes=notes(options, machine),
     )
+
+
+def notes(options: SoakOptions, machine: dict[str, Any]) -> list[str]:
+    """What to keep in mind when reading the figures."""
+    found = [
+        "The load generator, the upstream and the proxy share the machine's "
+        f"{machine.get('cpus')} CPUs. A stream's latency is its whole length, paced by the "
+        f"upstream ({options.chunk_interval_us} us between events).",
+    ]
+    filled_by = STATS_WINDOW / options.rate
+    if options.warmup < filled_by:
+        found.append(
+            f"Bounded structures are still filling after the {options.warmup:g} s warm-up: "
+            f"the cache ({CACHE_ENTRIES:,} entries), the stored responses ({RESPONSE_STORE:,}) "
+            f"and the latency window of /stats ({STATS_WINDOW:,} requests, full after "
+            f"{filled_by:g} s at this rate). Their growth is in the trend; a run past that "
+            f"(e.g. `--duration 240 --warmup {filled_by + 10:g}`) shows the RSS without it."
+        )
+    before = machine.get("loadavg_before") or [0.0]
+    if before[0] > 0.5:
+        found.append(
+            f"The machine was not idle at the start (load average {before[0]:.2f}): other "
+            "work shared its CPUs, and the tails (p99, max) are noisier for it."
+        )
+    if options.quick:
+        found.append("A --quick run: a sanity check rather than figures to quote.")
+    return found
 
 
 def options_record(options: SoakOptions) -> dict[str, Any]:

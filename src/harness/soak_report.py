@@ -184,6 +184,7 @@ def document(
     proxy_stats: Mapping[str, Any] | None,
     max_rss_growth_kib_per_min: float | None,
     expected: int,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     target = target_of(summary)
     window_s = window_ms / 1000
@@ -224,6 +225,7 @@ def document(
         "proxy_stats": dict(proxy_stats) if proxy_stats else None,
         "failures": failures,
         "passed": not failures,
+        "notes": list(notes),
     }
 
 
@@ -336,6 +338,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"generator and harness {_pct(cpu.get('harness_cores'))}, everything else on the "
         f"machine {_pct(cpu.get('other_cores'))} (of a core).",
     ]
+    if result.get("notes"):
+        lines += ["", *(f"- {note}" for note in result["notes"])]
     return "\n".join(lines) + "\n"
 
 
@@ -404,7 +408,9 @@ def plot(result: Mapping[str, Any], path: Path) -> bool:
     latency.set_ylabel("latency per second (ms)")
     latency.set_xlabel("seconds since the load began")
     latency.grid(True, which="both", alpha=0.3)
-    latency.legend(loc="upper right", fontsize="small", ncol=2)
+    latency.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize="small", ncol=3, frameon=False
+    )
     options = result["options"]
     figure.suptitle(f"Soak: {options['rate']:g} req/s for {options['duration_s']:g} s")
     figure.tight_layout()

@@ -101,6 +101,7 @@ def a_result(errors_at: int | None = None, threshold: float | None = None) -> di
         proxy_stats={"requests": {"total": 6001}},
         max_rss_growth_kib_per_min=threshold,
         expected=6000,
+        notes=["a note for the reader"],
     )
 
 
@@ -265,6 +266,7 @@ def test_the_markdown_reports_the_figures() -> None:
     assert "14 before, 15 after" in text
     assert "load average 0.10 / 0.20 / 0.30 before" in text
     assert "proxy 40%" in text
+    assert text.rstrip().endswith("- a note for the reader")
 
 
 def test_the_markdown_names_the_failures_and_an_enforced_threshold() -> None:
@@ -392,3 +394,15 @@ def test_the_soak_stack_is_the_upstream_and_the_proxy_under_the_process_manager(
     assert "sk-" not in the_stack.config_texts[soak.PROXY]
     assert "sk-" not in " ".join(services[soak.PROXY].command)
     assert the_stack.owner_pid is not None
+
+
+def test_notes_say_when_the_warm_up_is_too_short_and_the_machine_busy() -> None:
+    busy = {"cpus": 2, "loadavg_before": [3.5, 2.0, 1.0]}
+    found = soak.notes(soak.SoakOptions(rate=1000, warmup=15), busy)
+    assert any("still filling after the 15 s warm-up" in note for note in found)
+    assert any("full after 100 s" in note and "--warmup 110" in note for note in found)
+    assert any("load average 3.50" in note for note in found)
+    idle = {"cpus": 2, "loadavg_before": [0.1, 0.1, 0.1]}
+    long_enough = soak.notes(soak.SoakOptions(rate=1000, warmup=110), idle)
+    assert not any("still filling" in note or "not idle" in note for note in long_enough)
+    assert any("--quick" in note for note in soak.notes(soak.SoakOptions(quick=True), idle))
