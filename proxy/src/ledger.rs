@@ -111,9 +111,10 @@ pub struct LedgerRecord {
 
 impl LedgerRecord {
     pub fn from_outcome(outcome: &RequestOutcome, prices: &Prices) -> LedgerRecord {
-        // A 499 is a stream the client cut: the upstream did produce (and bill)
-        // those tokens, so they are recorded and costed. Any other failure
-        // produced nothing the client can be charged for.
+        // A 499 is a request the client abandoned: the upstream was sent the
+        // prompt (and a stream relayed some deltas), so what it consumed is
+        // recorded and costed. Any other failure produced nothing the client
+        // can be charged for.
         let billable = outcome.succeeded() || outcome.status == 499;
         let (prompt_tokens, completion_tokens) = if billable {
             (outcome.prompt_tokens, outcome.completion_tokens)

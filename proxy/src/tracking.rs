@@ -78,8 +78,8 @@ struct Draft {
     stream_failure: Option<(u16, String)>,
     delivered: bool,
     usage: Option<Usage>,
-    /// Whitespace words of the input texts: the prompt tokens of a stream the
-    /// client cut before the upstream reported usage.
+    /// Whitespace words of the input texts: the prompt tokens of a request the
+    /// client abandoned before the upstream reported usage.
     prompt_estimate: u64,
     content_deltas: u64,
     upstream_time: Duration,
@@ -237,12 +237,15 @@ impl PendingOutcome {
             prompt_tokens: draft.prompt_estimate,
             completion_tokens: draft.content_deltas,
         };
+        let reached_upstream = draft.attempts > 0 && draft.cache != CacheResult::Hit;
         let usage = if status >= 400 && status != CLIENT_CLOSED {
             // Failed calls cost nothing.
             Usage::default()
         } else if let Some(usage) = draft.usage {
             usage
-        } else if draft.stream && draft.cache != CacheResult::Hit {
+        } else if reached_upstream && (draft.stream || status == CLIENT_CLOSED) {
+            // The upstream was sent the prompt whether or not the client
+            // stayed for the answer, stream or not.
             produced
         } else {
             Usage::default()

@@ -1191,6 +1191,24 @@ async fn the_in_flight_gauge_counts_an_open_stream() {
 
 const MEMORY_CACHE: &str = "\n[cache]\nbackend = \"memory\"\n";
 
+#[tokio::test]
+async fn a_client_that_gives_up_on_a_whole_answer_is_charged_the_prompt_it_sent() {
+    let h = start().await;
+    let gave_up = h
+        .post("/v1/chat/completions", &chat_body("slow-headers", false))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.unwrap_err().is_timeout());
+
+    let outcomes = h.outcomes(1).await;
+    assert_eq!(outcomes.len(), 1, "reported once the client left");
+    let outcome = &outcomes[0];
+    assert_eq!((outcome.status, outcome.stream), (499, false));
+    // The upstream was sent "hello there" whether or not the client waited for its answer.
+    assert_eq!((outcome.prompt_tokens, outcome.completion_tokens), (2, 0));
+}
+
 /// Reads a stream up to `[DONE]` and hangs up there, as the OpenAI SDK does.
 async fn read_until_done(mut response: reqwest::Response) -> String {
     let mut text = String::new();

@@ -236,4 +236,6 @@ def test_requests_still_running_when_the_grace_period_ends_are_recorded(
     assert records[stream_id]["status"] == 499
     assert records[stream_id]["completion_tokens"] == 2, "the two deltas the client got"
     assert records[whole_id]["status"] == 499
-    assert records[whole_id]["cost"] == 0
+    # No answer reached the client, but the upstream was sent the prompt.
+    assert records[whole_id]["prompt_tokens"] == len(text.split())
+    assert records[whole_id]["completion_tokens"] == 0
