@@ -25,13 +25,24 @@ pub struct SloConfig {
     /// Fraction of requests that must succeed (status < 400).
     #[serde(deserialize_with = "success_target")]
     pub success_target: f64,
+    /// How many recent latencies the `/stats` percentiles are computed from.
+    #[serde(deserialize_with = "latency_window")]
+    pub latency_window: usize,
 }
 
 impl Default for SloConfig {
     fn default() -> Self {
         SloConfig {
             success_target: 0.99,
+            latency_window: 100_000,
         }
+    }
+}
+
+fn latency_window<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    match usize::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom("must be greater than 0")),
+        window => Ok(window),
     }
 }
 
@@ -53,9 +64,6 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0, 120.0,
 ];
-
-/// How many recent latencies the `/stats` percentiles are computed from.
-const LATENCY_WINDOW: usize = 100_000;
 
 pub struct Metrics {
     registry: Registry,
@@ -161,7 +169,7 @@ impl Metrics {
             started: Instant::now(),
             stats: Mutex::new(Stats {
                 counts: Counts::default(),
-                latencies: LatencyWindow::new(LATENCY_WINDOW),
+                latencies: LatencyWindow::new(slo.latency_window),
             }),
         };
 
@@ -261,8 +269,9 @@ impl Metrics {
     }
 
     /// The `/stats` body. `avg` latency covers every request since start;
-    /// `p50`/`p99` are exact over the most recent 100,000 requests (nearest
-    /// rank), i.e. exact over all of them until there have been more.
+    /// `p50`/`p99` are exact over the most recent `[slo] latency_window`
+    /// requests (nearest rank), i.e. exact over all of them until there have
+    /// been more.
     /// Averages and percentiles of nothing are 0.
     pub fn stats(&self) -> Value {
         // Copied out so the percentile work does not hold up `observe`.
@@ -848,6 +857,7 @@ mod tests {
             &[],
             SloConfig {
                 success_target: 0.5,
+                ..SloConfig::default()
             },
         );
         metrics.observe(&outcome(200, 1));
@@ -874,5 +884,26 @@ mod tests {
             );
         }
         assert!(toml::from_str::<SloConfig>("target = 0.9").is_err());
+    }
+
+    #[test]
+    fn the_stats_window_is_configurable_and_never_empty() {
+        assert_eq!(SloConfig::default().latency_window, 100_000);
+        let small: SloConfig = toml::from_str("latency_window = 3").unwrap();
+        let metrics = Metrics::new(&[], small);
+        for latency_ms in [50, 1, 2, 3] {
+            metrics.observe(&outcome(200, latency_ms));
+        }
+        // The 50 ms request has left the window: only 1, 2 and 3 ms remain.
+        assert_eq!(
+            metrics.stats()["latency_ms"]["p99"],
+            3.0,
+            "{}",
+            metrics.stats()
+        );
+        let err = toml::from_str::<SloConfig>("latency_window = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be greater than 0"), "{err}");
     }
 }

@@ -58,9 +58,9 @@ DEFAULT_MIX = "whole=35,stream=25,responses=5,responses_stream=5,repeat=25,repea
 # rate: growth after that is what a leak would look like, not a cache filling.
 CACHE_ENTRIES = 5000
 RESPONSE_STORE = 1000
-# The proxy's /stats keeps the latencies of this many recent requests (bounded, but it fills
-# for this long at the soak's rate); before that, the RSS still grows by design.
-STATS_WINDOW = 100_000
+# The latencies /stats keeps (`[slo] latency_window`, 100,000 by default: 100 s to fill at
+# 1000 req/s, so its growth would look like a leak in a one-minute run).
+STATS_WINDOW = 10_000
 
 
 class SoakError(ProcessError):
@@ -201,6 +201,9 @@ upstreams = ["fast"]
 [prices."{MODEL}"]
 input = 0.15
 output = 0.60
+
+[slo]
+latency_window = {STATS_WINDOW}
 """
 
 

@@ -371,6 +371,9 @@ def test_the_proxy_is_deployed_with_keys_the_sqlite_ledger_and_the_cache() -> No
     assert config["ledger"] == {"backend": "sqlite", "path": "soak-ledger.sqlite3"}
     assert config["cache"]["backend"] == "memory"
     assert config["cache"]["max_entries"] == soak.CACHE_ENTRIES
+    # Every bounded store fills within the default warm-up at the default rate.
+    assert config["slo"]["latency_window"] == soak.STATS_WINDOW
+    assert soak.STATS_WINDOW / soak.SoakOptions().rate <= soak.SoakOptions().warmup
     assert config["auth"]["admin_key_env"] == "SOAK_ADMIN_KEY"
     assert config["auth"]["keys"] == [{"tenant": soak.TENANT, "key_env": "SOAK_TENANT_KEY"}]
     assert config["upstreams"] == [
@@ -398,11 +401,12 @@ def test_the_soak_stack_is_the_upstream_and_the_proxy_under_the_process_manager(
 
 def test_notes_say_when_the_warm_up_is_too_short_and_the_machine_busy() -> None:
     busy = {"cpus": 2, "loadavg_before": [3.5, 2.0, 1.0]}
-    found = soak.notes(soak.SoakOptions(rate=1000, warmup=15), busy)
+    # At 200 req/s the /stats window (10,000 requests) takes 50 s to fill.
+    found = soak.notes(soak.SoakOptions(rate=200, warmup=15), busy)
     assert any("still filling after the 15 s warm-up" in note for note in found)
-    assert any("full after 100 s" in note and "--warmup 110" in note for note in found)
+    assert any("full after 50 s" in note and "--warmup 60" in note for note in found)
     assert any("load average 3.50" in note for note in found)
     idle = {"cpus": 2, "loadavg_before": [0.1, 0.1, 0.1]}
-    long_enough = soak.notes(soak.SoakOptions(rate=1000, warmup=110), idle)
+    long_enough = soak.notes(soak.SoakOptions(rate=1000, warmup=15), idle)
     assert not any("still filling" in note or "not idle" in note for note in long_enough)
     assert any("--quick" in note for note in soak.notes(soak.SoakOptions(quick=True), idle))
