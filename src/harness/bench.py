@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,12 +35,10 @@ from typing import Any
 
 import httpx
 import psutil
-from rich.console import Console
-from rich.markup import escape
 
 from harness import bench_report as report
-from harness import paths, toolchain
-from harness.config import ConfigError, ServiceConfig, StackConfig
+from harness import measuring, paths
+from harness.config import ServiceConfig, StackConfig
 from harness.process import HealthCheck, ProcessError, run, signals_as_exceptions
 from harness.stack import Stack
 
@@ -51,7 +47,7 @@ UPSTREAM = "upstream"
 # the first is the noise floor of the overhead figures.
 CONTROL = "control"
 RESERVED = {UPSTREAM, CONTROL, report.DIRECT, report.SWITCHYARD, report.SWITCHYARD_CACHE}
-BINARIES = ("switchyard", "fast_upstream", "loadgen")
+BINARIES = measuring.BINARIES
 PHASES = ("open", "closed", "stream", "cache")
 NAME_PREFIX = re.compile(r"^([a-z][a-z0-9_-]*)=(.+)$", re.DOTALL)
 
@@ -328,10 +324,6 @@ upstreams = ["fast"]
 """
 
 
-def binaries(root: Path) -> dict[str, Path]:
-    return {name: root / "proxy" / "target" / "release" / name for name in BINARIES}
-
-
 def bench_stack(options: BenchOptions, bins: dict[str, Path], stack_id: str) -> Stack:
     """The benchmark's own stack: upstream, switchyard, switchyard-cache, other proxies."""
     root = paths.root()
@@ -383,19 +375,7 @@ def bench_stack(options: BenchOptions, bins: dict[str, Path], stack_id: str) -> 
 
 
 def ensure_binaries(options: BenchOptions, say: Callable[[str], None]) -> dict[str, Path]:
-    root = paths.root()
-    if options.build:
-        toolchain.check_cargo()
-        say("building: cargo build --release (switchyard, fast_upstream, loadgen)")
-        command = ["cargo", "build", "--release", "--manifest-path", "proxy/Cargo.toml"]
-        code = run(command, cwd=root)
-        if code != 0:
-            raise BenchError(f"cargo build failed (exit code {code})")
-    bins = binaries(root)
-    missing = [str(path) for path in bins.values() if not path.exists()]
-    if missing:
-        raise BenchError(f"missing {', '.join(missing)}: build them (`invoke build`)")
-    return bins
+    return measuring.ensure_release_binaries(options.build, say, BenchError)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -514,24 +494,6 @@ def check_target(name: str, url: str, model: str) -> None:
         raise BenchError(f"{name} at {url}: no chat completion with usage: {response.text[:300]}")
 
 
-def machine_info() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model or platform.processor() or "unknown CPU",
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg_before": [round(value, 2) for value in os.getloadavg()],
-    }
-
-
 def estimate_seconds(options: BenchOptions, targets: int) -> float:
     """How long the phases take, from their timetables (start-up and build not included)."""
     slices = (options.slice_ms, options.warmup_ms)
@@ -558,7 +520,7 @@ def estimate_seconds(options: BenchOptions, targets: int) -> float:
 def run_bench(options: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     bins = ensure_binaries(options, say)
     bench = bench_stack(options, bins, f"bench-{os.getpid()}")
-    machine = machine_info()
+    machine = measuring.machine_info()
     sampler: RssSampler | None = None
     with signals_as_exceptions():
         try:
@@ -624,7 +586,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None]) -> dict[str, An
             sampler.stop()
             time.sleep(1.0)
             after = sampler.now()
-            stats = proxy_stats(urls[report.SWITCHYARD])
+            stats = measuring.proxy_stats(urls[report.SWITCHYARD])
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -688,14 +650,6 @@ def open_loop_run(
     return entry
 
 
-def proxy_stats(url: str) -> dict[str, Any] | None:
-    try:
-        response = httpx.get(f"{url}/stats", timeout=5)
-        return dict(response.json()) if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
 def options_record(options: BenchOptions) -> dict[str, Any]:
     record = asdict(options)
     record["results"] = str(options.results)
@@ -729,41 +683,21 @@ def notes(machine: dict[str, Any], options: BenchOptions) -> list[str]:
 
 
 def write_results(result: dict[str, Any], directory: Path, want_plot: bool) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    json_path = directory / "bench.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    written.append(json_path)
-    md_path = directory / "bench.md"
-    md_path.write_text(report.markdown(result))
-    written.append(md_path)
-    png_path = directory / "latency.png"
-    if want_plot and report.plot(result, png_path):
-        written.append(png_path)
-    return written
+    plot = report.plot if want_plot else None
+    return measuring.write_results(
+        result, directory, ("bench.json", "bench.md", "latency.png"), report.markdown, plot
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    console = Console(stderr=True, no_color=options.no_color, highlight=False)
-
-    def say(message: str) -> None:
-        console.print(f"[cyan]bench[/] {escape(message)}", soft_wrap=True)
-
-    try:
-        result = run_bench(options, say)
-    except (ProcessError, ConfigError) as exc:
-        console.print(f"[bold red]bench failed[/] {escape(str(exc))}", soft_wrap=True)
-        return 1
-    except KeyboardInterrupt as exc:
-        why = str(exc) or "Ctrl-C"
-        console.print(f"[yellow]bench interrupted[/] ({escape(why)}); everything was stopped")
-        return 130
+    reporter = measuring.Reporter("bench", options.no_color)
+    result = reporter.run(lambda say: run_bench(options, say))
+    if isinstance(result, int):
+        return result
     written = write_results(result, options.results, options.plot)
     plotted = any(path.suffix == ".png" for path in written)
     if options.plot and result["open_loop"] and not plotted:
-        say("no latency.png: matplotlib is missing (the `bench` dependency group)")
-    sys.stdout.write(report.markdown(result))
-    sys.stdout.flush()
-    say("wrote " + ", ".join(str(path) for path in written))
+        reporter.say("no latency.png: matplotlib is missing (the `bench` dependency group)")
+    reporter.publish(report.markdown(result), written)
     return 0

@@ -21,13 +21,10 @@ Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import resource
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,12 +34,10 @@ from typing import Any
 
 import httpx
 import psutil
-from rich.console import Console
-from rich.markup import escape
 
-from harness import paths, toolchain
+from harness import measuring, paths
 from harness import soak_report as report
-from harness.config import ConfigError, ServiceConfig, StackConfig
+from harness.config import ServiceConfig, StackConfig
 from harness.process import HealthCheck, ProcessError, run, signals_as_exceptions
 from harness.stack import Stack
 
@@ -50,7 +45,7 @@ UPSTREAM = "upstream"
 PROXY = "switchyard"
 MODEL = "soak"
 TENANT = "soak"
-BINARIES = ("switchyard", "fast_upstream", "loadgen")
+BINARIES = measuring.BINARIES
 # About 30% streaming, 40% non-streaming and 30% repeats that the cache answers; a sixth of the
 # unique requests go to the Responses API (translated onto the chat-only upstream).
 DEFAULT_MIX = "whole=35,stream=25,responses=5,responses_stream=5,repeat=25,repeat_stream=5"
@@ -238,24 +233,8 @@ def soak_stack(
     return soak
 
 
-def binaries(root: Path) -> dict[str, Path]:
-    return {name: root / "proxy" / "target" / "release" / name for name in BINARIES}
-
-
 def ensure_binaries(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Path]:
-    root = paths.root()
-    if options.build:
-        toolchain.check_cargo()
-        say("building: cargo build --release (switchyard, fast_upstream, loadgen)")
-        command = ["cargo", "build", "--release", "--manifest-path", "proxy/Cargo.toml"]
-        code = run(command, cwd=root)
-        if code != 0:
-            raise SoakError(f"cargo build failed (exit code {code})")
-    bins = binaries(root)
-    missing = [str(path) for path in bins.values() if not path.exists()]
-    if missing:
-        raise SoakError(f"missing {', '.join(missing)}: build them (`invoke build`)")
-    return bins
+    return measuring.ensure_release_binaries(options.build, say, SoakError)
 
 
 # --------------------------------------------------------------------------- watching
@@ -435,39 +414,13 @@ def ledger_records(url: str, admin_key: str, expected: int, timeout: float = 15.
         time.sleep(0.2)
 
 
-def proxy_stats(url: str) -> dict[str, Any] | None:
-    try:
-        response = httpx.get(f"{url}/stats", timeout=5)
-        return dict(response.json()) if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model or platform.processor() or "unknown CPU",
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg_before": [round(value, 2) for value in os.getloadavg()],
-    }
-
-
 def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]:
     bins = ensure_binaries(options, say)
     # Keys of this run only: handed to the proxy through its environment, never written down.
     keys = {"admin": f"sk-soak-admin-{secrets.token_hex(16)}"}
     keys["tenant"] = f"sk-soak-{secrets.token_hex(16)}"
     soak = soak_stack(options, bins, keys, f"soak-{os.getpid()}")
-    machine = machine_info()
+    machine = measuring.machine_info()
     expected = scheduled(options.rate, options.duration)
     watcher: Watcher | None = None
     with signals_as_exceptions():
@@ -505,7 +458,7 @@ def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]
             time.sleep(1.0)
             after = watcher.sample()
             connections_after = watcher.connections()
-            stats = proxy_stats(url)
+            stats = measuring.proxy_stats(url)
         except report.LoadgenOutputError as exc:
             raise SoakError(str(exc)) from None
         finally:
@@ -579,41 +532,23 @@ def options_record(options: SoakOptions) -> dict[str, Any]:
 
 
 def write_results(result: dict[str, Any], directory: Path, want_plot: bool) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / "soak.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path = directory / "soak.md"
-    md_path.write_text(report.markdown(result))
-    written = [json_path, md_path]
-    png_path = directory / "soak.png"
-    if want_plot and report.plot(result, png_path):
-        written.append(png_path)
-    return written
+    plot = report.plot if want_plot else None
+    return measuring.write_results(
+        result, directory, ("soak.json", "soak.md", "soak.png"), report.markdown, plot
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    console = Console(stderr=True, no_color=options.no_color, highlight=False)
-
-    def say(message: str) -> None:
-        console.print(f"[cyan]soak[/] {escape(message)}", soft_wrap=True)
-
-    try:
-        result = run_soak(options, say)
-    except (ProcessError, ConfigError) as exc:
-        console.print(f"[bold red]soak failed[/] {escape(str(exc))}", soft_wrap=True)
-        return 1
-    except KeyboardInterrupt as exc:
-        why = str(exc) or "Ctrl-C"
-        console.print(f"[yellow]soak interrupted[/] ({escape(why)}); everything was stopped")
-        return 130
+    reporter = measuring.Reporter("soak", options.no_color)
+    result = reporter.run(lambda say: run_soak(options, say))
+    if isinstance(result, int):
+        return result
     written = write_results(result, options.results, options.plot)
     if options.plot and not any(path.suffix == ".png" for path in written):
-        say("no soak.png: matplotlib is missing (the `bench` dependency group)")
-    sys.stdout.write(report.markdown(result))
-    sys.stdout.flush()
-    say("wrote " + ", ".join(str(path) for path in written))
+        reporter.say("no soak.png: matplotlib is missing (the `bench` dependency group)")
+    reporter.publish(report.markdown(result), written)
     if not result["passed"]:
-        console.print("[bold red]soak failed[/] " + escape("; ".join(result["failures"])))
+        reporter.failed("; ".join(result["failures"]))
         return 1
     return 0

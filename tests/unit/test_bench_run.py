@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from harness import bench, stack
+from harness import bench, measuring, stack
 from harness import bench_report as report
 from harness.process import pick_free_port
 from tests.unit.scene import Scene, make_scene, write_executable
@@ -322,12 +322,12 @@ def test_check_target_wants_a_chat_completion_with_usage(
 
 def test_proxy_stats_are_none_unless_a_json_200() -> None:
     with Canned(200, '{"requests": {"total": 7}}') as server:
-        assert bench.proxy_stats(server.url) == {"requests": {"total": 7}}
+        assert measuring.proxy_stats(server.url) == {"requests": {"total": 7}}
     with Canned(500, '{"requests": {"total": 7}}') as server:
-        assert bench.proxy_stats(server.url) is None
+        assert measuring.proxy_stats(server.url) is None
     with Canned(200, "<html>") as server:
-        assert bench.proxy_stats(server.url) is None
-    assert bench.proxy_stats(f"http://127.0.0.1:{pick_free_port()}") is None
+        assert measuring.proxy_stats(server.url) is None
+    assert measuring.proxy_stats(f"http://127.0.0.1:{pick_free_port()}") is None
 
 
 def test_cpu_and_rss_of_a_process_tree() -> None:
@@ -368,7 +368,7 @@ def test_rss_of_a_tree_that_exits_after_it_was_resolved_is_none() -> None:
 
 
 def test_machine_info_and_notes() -> None:
-    machine = bench.machine_info()
+    machine = measuring.machine_info()
     assert machine["cpus"] == os.cpu_count()
     assert machine["cpu_model"] and len(machine["loadavg_before"]) == 3
     calm = bench.notes({"cpus": 2, "loadavg_before": [0.1]}, bench.BenchOptions())
