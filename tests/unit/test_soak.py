@@ -302,16 +302,17 @@ def test_results_are_written(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- options
 
 
-def test_the_defaults_are_a_minute_at_1000_per_second() -> None:
+def test_the_defaults_are_a_minute_at_1000_per_second_after_a_warm_up() -> None:
     options = soak.parse_args([])
     assert (options.rate, options.duration, options.warmup, options.window) == (
         1000.0,
-        60.0,
-        15.0,
+        90.0,
+        30.0,
         10.0,
     )
+    assert options.duration - options.warmup >= 60, "a minute measured after the warm-up"
     assert options.build and options.plot
-    assert options.max_rss_growth is None
+    assert options.max_rss_growth == soak.DEFAULT_MAX_RSS_GROWTH
     assert options.results.parts[-2:] == ("reports", "soak")
     assert options.mix == soak.DEFAULT_MIX
 
@@ -323,8 +324,10 @@ def test_quick_no_build_and_the_results_dir(tmp_path: Path) -> None:
     assert options.results == tmp_path
     longer = soak.parse_args(["--quick", "--duration", "20", "--rate", "500"])
     assert (longer.duration, longer.rate) == (20.0, 500.0)
+    assert options.max_rss_growth is None, "a quick run is too short for a trend"
     enforced = soak.parse_args(["--max-rss-growth", "2048"])
     assert enforced.max_rss_growth == 2048.0
+    assert soak.parse_args(["--max-rss-growth", "0"]).max_rss_growth is None
 
 
 @pytest.mark.parametrize(
