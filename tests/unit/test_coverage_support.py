@@ -264,8 +264,15 @@ def test_plugin_copies_the_run_logs_only_when_the_run_fails(
     (project / "test_it.py").write_text(f"def test_it():\n    {outcome}\n")
     destination = tmp_path / "failure-logs" / "unit"
     (destination / "stale").mkdir(parents=True)
+    # The inner run picks its stacks by itself, whatever stack this run was given (as
+    # `invoke setup-and-test` gives its tiers one with SWITCHYARD_STACK).
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"SWITCHYARD_STACK", "SWITCHYARD_BASE_URL", "SWITCHYARD_REUSE"}
+    }
     env = {
-        **os.environ,
+        **inherited,
         "SWITCHYARD_STATE_DIR": str(state.parent),
         "SWITCHYARD_PYTEST_OWNER": "42",
         failure_logs.DESTINATION_ENV: str(destination),
