@@ -114,7 +114,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     tokio::select! {
         () = server => {}
-                () = grace_expired => tracing::warn!("shutdown grace period over, closing open connections"),
+        () = grace_expired => {
+            tracing::warn!("shutdown grace period over, closing open connections");
+        }
     }
     // Every finished request has been handed to the ledger; make it durable
     // before exiting. (Requests cut by the grace period are recorded as their
