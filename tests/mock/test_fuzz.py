@@ -43,7 +43,8 @@ from harness import testing
 from tests.mock import fuzz_support as fz
 from tests.mock.fuzz_support import CHAT, RESPONSES, FuzzProxy, ProxyBug, Tally
 
-pytestmark = pytest.mark.slow
+# Bad input is the proxy's first robustness test: `nox -s reliability` runs these too.
+pytestmark = [pytest.mark.slow, pytest.mark.robustness]
 
 FUZZ_SETTINGS = settings(
     max_examples=fz.examples(),

@@ -66,6 +66,7 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, Any]
     return dict(body["error"])
 
 
+@pytest.mark.security
 @pytest.mark.parametrize(
     "authorization",
     [None, f"Bearer {UNKNOWN_KEY}", "Bearer", f"Basic {UNKNOWN_KEY}"],
@@ -125,6 +126,7 @@ def test_the_upstream_gets_its_own_key_or_else_the_clients(
     assert to_keyless["headers"]["authorization"] == redacted(f"Bearer {keys.tenants['acme']}")
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("path", ["/health", "/status", "/metrics", "/stats"])
 def test_operational_endpoints_are_open_and_hold_no_key(gateways: Gateways, path: str) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
@@ -137,6 +139,7 @@ def test_operational_endpoints_are_open_and_hold_no_key(gateways: Gateways, path
         assert secret not in response.text
 
 
+@pytest.mark.security
 def test_a_tenant_reads_only_its_own_usage(gateways: Gateways, tag: str) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     sent: dict[str, list[str]] = {"acme": [], "globex": []}
@@ -181,6 +184,7 @@ def test_the_admin_key_reads_any_tenant_and_the_admin_usage(gateways: Gateways) 
         assert tenants[tenant] == records_of(gateway, keys.tenants[tenant])["totals"]
 
 
+@pytest.mark.security
 def test_admin_endpoints_refuse_tenant_keys(gateways: Gateways) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     assert_openai_error(admin_usage(gateway, keys.tenants["acme"]), 403)
@@ -195,6 +199,7 @@ def test_a_refused_request_leaves_no_record(gateways: Gateways) -> None:
     assert sum(totals["requests"] for totals in tenants.values()) == 1
 
 
+@pytest.mark.security
 def test_keys_never_appear_in_the_proxy_log(gateways: Gateways, tag: str) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     for index, key in enumerate([*keys.all(), UNKNOWN_KEY]):
@@ -214,6 +219,7 @@ def test_keys_never_appear_in_the_proxy_log(gateways: Gateways, tag: str) -> Non
         assert secret not in log
 
 
+@pytest.mark.security
 def test_keys_never_appear_in_any_file_the_stack_wrote(gateways: Gateways, tag: str) -> None:
     """PID files, port files, the rendered config, the ledger and the logs: no key anywhere."""
     gateway, keys, _, _ = auth_gateway(gateways)

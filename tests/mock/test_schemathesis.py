@@ -48,7 +48,8 @@ from harness import testing
 from tests.mock import fuzz_support as fz
 from tests.mock.fuzz_support import FuzzProxy, ProxyBug, Tally
 
-pytestmark = pytest.mark.slow
+# Bad input is the proxy's first robustness test: `nox -s reliability` runs these too.
+pytestmark = [pytest.mark.slow, pytest.mark.robustness]
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 REQUEST_SCHEMAS = ("ChatCompletionRequest", "ResponsesRequest")

@@ -28,6 +28,7 @@ def delta_text(line: str) -> str:
     return "".join(c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"])
 
 
+@pytest.mark.robustness
 def test_sigterm_lets_an_open_stream_finish(private_proxy: Service, tag: str) -> None:
     words = "slow words keep coming one by one"
     body = {"model": "mock-chat", "messages": [{"role": "user", "content": words}], "stream": True}
