@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from hypothesis import strategies as st
 from harness import testing
 from tests.mock import fuzz_support as fz
 from tests.mock.fuzz_support import CHAT, RESPONSES, FuzzProxy, ProxyBug, Tally
+from tests.mock.gateway import sse_events
 
 # Bad input is the proxy's first robustness test: `nox -s reliability` runs these too.
 pytestmark = [pytest.mark.slow, pytest.mark.robustness]
@@ -154,21 +154,6 @@ def proxy_verdict(path: str, raw: bytes) -> tuple[int, str | None] | None:
 
 
 # --------------------------------------------------------------------------- the client side
-
-
-def sse_events(text: str) -> list[tuple[str | None, str]]:
-    """(event type, data) of each event of a server-sent event stream."""
-    events = []
-    for block in re.split(r"\r?\n\r?\n", text):
-        kind, data = None, []
-        for line in block.splitlines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if kind is not None or data:
-            events.append((kind, "\n".join(data)))
-    return events
 
 
 def check_stream(path: str, response: httpx.Response) -> None:
