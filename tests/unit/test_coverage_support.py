@@ -160,27 +160,21 @@ def test_parse_show_env_rejects_what_it_does_not_understand(line: str) -> None:
         coverage.parse_show_env(line)
 
 
-def test_to_toml_round_trips_a_stack_config_shape() -> None:
-    data = {
-        "stack": {"proxy": "proxy", "mock": "mock"},
-        "services": {
-            "proxy": {
-                "command": ["bin/x", "--flag", 'quo"te', "back\\slash", ""],
-                "port": "report",
-                "stop_grace": 12.5,
-                "startup_timeout": 30,
-                "flag": True,
-                "env": {"A_KEY": "1", "dotted.key": "é"},
-            },
-            "redis": {"port": 6380, "env": {}},
-        },
-    }
-    assert tomllib.loads(coverage.to_toml(data)) == data
-
-
-def test_to_toml_refuses_values_it_cannot_write() -> None:
-    with pytest.raises(TypeError):
-        coverage.to_toml({"when": object()})
+def test_the_instrumented_copy_holds_every_other_value_of_the_stack_file(tmp_path: Path) -> None:
+    binary = tmp_path / "llvm-cov-target" / "release" / "switchyard"
+    written = coverage.instrumented_stack_config(
+        REPO_STACK, tmp_path / "stack.toml", binary, "p-%p.profraw"
+    )
+    with open(REPO_STACK, "rb") as handle:
+        source = tomllib.load(handle)
+    with open(written, "rb") as handle:
+        copy = tomllib.load(handle)
+    proxy, original = copy["services"]["proxy"], source["services"]["proxy"]
+    assert proxy["command"] == [str(binary), *original["command"][1:]]
+    assert proxy["env"].pop("LLVM_PROFILE_FILE") == "p-%p.profraw"
+    proxy["command"] = original["command"]
+    original.setdefault("env", {})
+    assert copy == source, "everything else is copied as it was"
 
 
 def test_instrumented_stack_config_changes_only_the_proxy_binary_and_env(tmp_path: Path) -> None:
