@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from harness import testing
+from tests.mock.gateway import Gateways
 from tests.mock.helpers import CLIENT_KEY
 
 
@@ -44,3 +45,10 @@ def upstream_key(stack: testing.StackHandle) -> str:
     if stack.stack is None:
         pytest.skip("needs a stack started by the harness, to know the upstream key")
     return stack.stack.config.proxy_service().env["SWITCHYARD_MOCK_A_KEY"]
+
+
+@pytest.fixture
+def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
+    """Private proxies for one test, wired to the shared mock; all stopped when it ends."""
+    with Gateways(stack, tag) as started:
+        yield started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -212,6 +213,16 @@ class Gateway:
     def metrics(self) -> Metrics:
         return Metrics.parse(self.metrics_text())
 
+    @property
+    def proxy(self) -> Service:
+        """The proxy's process, as the process manager knows it."""
+        return self.private.services()[self.private.config.proxy]
+
+    def connect(self, timeout: float = 30) -> socket.socket:
+        """A raw TCP connection to the proxy, for clients that misbehave on purpose."""
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        return socket.create_connection((host, int(port)), timeout=timeout)
+
     def log_text(self) -> str:
         path = self.private.log_path(self.private.config.proxy)
         return path.read_text(errors="replace") if path.exists() else ""
@@ -305,6 +316,20 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the proxy sends until it closes the connection (a reset counts as closed)."""
+    received = bytearray()
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not piece:
+            break
+        received += piece
+    return bytes(received)
 
 
 # --------------------------------------------------------------------------- content

@@ -3,7 +3,6 @@ endpoints, who may read which usage, and that no key ever reaches the proxy's lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -36,12 +35,6 @@ from tests.mock.helpers import redacted
 
 UPSTREAM_KEY = "sk-gw-upstream-secret-31c7"
 UNKNOWN_KEY = "sk-gw-nobody-has-this-key-9e02"
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def auth_gateway(gateways: Gateways) -> tuple[Gateway, Keys, str, str]:

@@ -88,12 +88,6 @@ KEY_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
-
-
 def cached_gateway(
     gateways: Gateways, cache: dict[str, Any] | None = None, **retry: Any
 ) -> tuple[Gateway, str]:

@@ -9,7 +9,6 @@ config order, so the first upstream listed is always the one tried first.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,12 +45,6 @@ TTFB_TIMEOUT_MS = 300
 NO_BACKOFF = {"base_backoff_ms": 1, "max_backoff_ms": 1}
 # Never eject during these tests: they count attempts, and ejection would change the candidates.
 NEVER_EJECT = {"failure_threshold": 1000}
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))

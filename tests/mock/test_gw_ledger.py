@@ -9,12 +9,8 @@ own tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from harness import testing
 from tests.mock.gateway import (
     CHAT,
     EACH_ENDPOINT,
@@ -61,12 +57,6 @@ RECORD_FIELDS = {
     "created_at",
 }
 TOTAL_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def ledger_gateway(

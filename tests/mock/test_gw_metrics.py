@@ -5,10 +5,7 @@ same set of requests."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from harness import testing
 from tests.mock.gateway import (
@@ -30,12 +27,6 @@ from tests.mock.gateway import (
 )
 
 SLO_TARGET = 0.9
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def metrics_gateway(gateways: Gateways) -> tuple[Gateway, Keys, str]:

@@ -7,9 +7,6 @@ exactly the traffic this test's proxy sent.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-
-import pytest
 
 from harness import testing
 from tests.mock.gateway import (
@@ -30,12 +27,6 @@ from tests.mock.gateway import (
 
 REQUESTS = 100
 FAIL = {"type": "status", "status": 500}
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 # --------------------------------------------------------------------------- balancing

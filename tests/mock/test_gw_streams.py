@@ -7,7 +7,6 @@ Read with raw HTTP: what matters here is exactly which events reached the wire.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -37,12 +36,6 @@ from tests.mock.gateway import (
 )
 
 TEXT = "one two three four five six seven eight nine ten"
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def stream_through(

@@ -21,7 +21,6 @@ import math
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,12 +187,6 @@ class Seen:
     def attempts(self) -> int | None:
         value = self.headers.get("x-switchyard-attempts")
         return None if value is None else int(value)
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def the_mix(tag: str) -> tuple[list[Case], list[Case]]:

@@ -20,14 +20,12 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pytest
 
-from harness import testing
 from tests.mock.gateway import (
     ENDPOINTS,
     Gateway,
@@ -146,12 +144,6 @@ class Flow:
             reply = Reply(index, request_id, 0, None, False, sent_in, self.phase(), repr(exc))
         with self._lock:
             self.replies.append(reply)
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def redis_gateway(gateways: Gateways, ledger_path: Path) -> tuple[Gateway, Keys]:

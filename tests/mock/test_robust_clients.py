@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from tests.mock.gateway import (
     mock_upstream,
     model,
     proxy_config,
+    read_until_closed,
     unique,
     wait_for,
 )
@@ -37,12 +37,6 @@ MIB = 1024 * 1024
 # The flood the mock would send if nobody pushed back: 4096 events of 64 KiB, 256 MiB.
 FLOOD_CHUNKS, FLOOD_CHUNK_BYTES = 4096, 64 * 1024
 FLOOD_BYTES = FLOOD_CHUNKS * FLOOD_CHUNK_BYTES
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 def with_server_settings(config: str, **settings: int) -> str:
@@ -57,17 +51,6 @@ def start_gateway(gateways: Gateways, **server: int) -> tuple[Gateway, str]:
     return gateways.start(with_server_settings(config, **server)), upstream
 
 
-def proxy_process(gateway: Gateway) -> psutil.Process:
-    service = gateway.private.services()[gateway.private.config.proxy]
-    return psutil.Process(service.record.pid)
-
-
-def connect(gateway: Gateway, timeout: float = 30) -> socket.socket:
-    host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=timeout)
-    return sock
-
-
 def request_head(path: str, tag: str, headers: dict[str, str]) -> bytes:
     lines = [
         f"POST {path} HTTP/1.1",
@@ -78,20 +61,6 @@ def request_head(path: str, tag: str, headers: dict[str, str]) -> bytes:
         *(f"{name}: {value}" for name, value in headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the proxy sends until it closes the connection (a reset counts as closed)."""
-    received = bytearray()
-    while True:
-        try:
-            piece = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not piece:
-            break
-        received += piece
-    return bytes(received)
 
 
 def parse_response(raw: bytes) -> tuple[int, dict[str, Any]]:
@@ -107,7 +76,7 @@ def test_a_client_that_stops_reading_a_huge_stream_does_not_grow_the_proxys_memo
     gateways: Gateways, mock_control: testing.MockControl, tag: str
 ) -> None:
     gateway, upstream = start_gateway(gateways)
-    process = proxy_process(gateway)
+    process = psutil.Process(gateway.proxy.record.pid)
     # Warm up (allocator, connection pool, TLS-free client) before the baseline.
     assert (
         gateway.http()
@@ -123,7 +92,7 @@ def test_a_client_that_stops_reading_a_huge_stream_does_not_grow_the_proxys_memo
         {"model": "m", "messages": [{"role": "user", "content": "flood"}], "stream": True}
     ).encode()
     flood = f"type=flood;chunks={FLOOD_CHUNKS};chunk_bytes={FLOOD_CHUNK_BYTES}"
-    sock = connect(gateway)
+    sock = gateway.connect()
     # A small receive buffer, so the kernel on the client's side holds little either.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     try:
@@ -195,7 +164,7 @@ def test_a_request_body_that_stops_half_way_gets_408(
     else:
         head = {"Transfer-Encoding": "chunked"}
         sent = f"{len(partial):x}\r\n".encode() + partial + b"\r\n"
-    with connect(gateway) as sock:
+    with gateway.connect() as sock:
         sock.sendall(request_head("/v1/chat/completions", tag, head) + sent)
         # ...and nothing more: the proxy answers, then closes the connection.
         raw = read_until_closed(sock)
@@ -211,7 +180,7 @@ def test_a_request_body_that_stops_half_way_gets_408(
 def test_a_body_sent_slowly_but_within_the_timeout_is_served(gateways: Gateways, tag: str) -> None:
     gateway, _ = start_gateway(gateways, request_body_timeout_ms=5000)
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "slow body"}]})
-    with connect(gateway) as sock:
+    with gateway.connect() as sock:
         sock.sendall(request_head("/v1/chat/completions", tag, {"Content-Length": str(len(body))}))
         for start in range(0, len(body), 16):
             sock.sendall(body[start : start + 16].encode())
@@ -224,7 +193,7 @@ def test_a_body_sent_slowly_but_within_the_timeout_is_served(gateways: Gateways,
 
 def test_headers_that_never_end_get_the_connection_closed(gateways: Gateways, tag: str) -> None:
     gateway, _ = start_gateway(gateways, header_read_timeout_ms=500)
-    with connect(gateway) as sock:
+    with gateway.connect() as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: switchyard\r\n")
         raw = read_until_closed(sock)
     assert b"200 OK" not in raw
@@ -237,7 +206,7 @@ def test_a_slowloris_trickling_its_headers_is_cut_off_before_it_finishes(
     # One byte every 50 ms: each byte is prompt, the whole head would take about 10 s.
     head = request_head("/v1/chat/completions", tag, {"x-padding": "p" * 60})
     sent = 0
-    with connect(gateway) as sock:
+    with gateway.connect() as sock:
         try:
             for byte in head:
                 sock.sendall(bytes([byte]))

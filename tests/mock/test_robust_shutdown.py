@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ import httpx
 import pytest
 
 from harness import testing
-from harness.process import Service
 from tests.mock.gateway import (
     CHAT,
     ENDPOINTS,
@@ -44,12 +42,6 @@ pytestmark = [pytest.mark.robustness, pytest.mark.slow]
 IN_FLIGHT = 120
 
 
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
-
-
 def ledger_gateway(gateways: Gateways, tmp_path: Path, grace_ms: int) -> tuple[Gateway, str]:
     upstream = unique("drain")
     keys = Keys.make("acme")
@@ -60,10 +52,6 @@ def ledger_gateway(gateways: Gateways, tmp_path: Path, grace_ms: int) -> tuple[G
         ledger={"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")},
     ).replace("port = 0\n", f"port = 0\nshutdown_grace_ms = {grace_ms}\n", 1)
     return gateways.start(config, keys.env()), keys.tenants["acme"]
-
-
-def proxy_service(gateway: Gateway) -> Service:
-    return gateway.private.services()[gateway.private.config.proxy]
 
 
 @dataclass
@@ -107,7 +95,7 @@ def test_sigterm_under_load_drains_every_accepted_request_and_loses_no_record(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, tmp_path: Path
 ) -> None:
     gateway, key = ledger_gateway(gateways, tmp_path, grace_ms=15_000)
-    proxy = proxy_service(gateway)
+    proxy = gateway.proxy
     url = gateway.url
 
     accepted: list[Sent] = []
@@ -185,7 +173,7 @@ def test_requests_still_running_when_the_grace_period_ends_are_recorded(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, tmp_path: Path
 ) -> None:
     gateway, key = ledger_gateway(gateways, tmp_path, grace_ms=1000)
-    proxy = proxy_service(gateway)
+    proxy = gateway.proxy
     headers = {"authorization": f"Bearer {key}", "x-mock-tag": tag}
     stream_id, whole_id = f"{tag}-stream", f"{tag}-whole"
     text = "never going to finish"

@@ -11,14 +11,12 @@ ignored its timeouts would make the client time out, which fails the test.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from harness import testing
 from tests.mock.gateway import (
     CHAT,
     PATHS,
@@ -48,12 +46,6 @@ TIMEOUTS = {"timeout_ms": 1000, "idle_timeout_ms": 500, "total_timeout_ms": 2500
 TRANSLATED = "translated"
 ROUTES = {CHAT: "m", RESPONSES: "m", TRANSLATED: "chat-only"}
 EACH_ROUTE = pytest.mark.parametrize("route", [CHAT, RESPONSES, TRANSLATED])
-
-
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
 
 
 @dataclass

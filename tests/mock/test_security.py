@@ -7,8 +7,6 @@ machine or the credentials of an upstream's URL.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from tests.mock.gateway import (
     model,
     proxy_config,
     read_stream,
+    read_until_closed,
     records_of,
     request_body,
     stream_error_event,
@@ -44,15 +43,8 @@ URL_USER, URL_PASSWORD = "svc-user", "pa55word-in-the-url"
 PASTED_KEY = "sk-live-pasted-into-the-body-0c0ffee"
 
 
-@pytest.fixture
-def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
-    with Gateways(stack, tag) as started:
-        yield started
-
-
 def listening_addresses(gateway: Gateway) -> set[str]:
-    service = gateway.private.services()[gateway.private.config.proxy]
-    connections = psutil.Process(service.record.pid).net_connections(kind="inet")
+    connections = psutil.Process(gateway.proxy.record.pid).net_connections(kind="inet")
     return {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
 
 
@@ -296,8 +288,7 @@ def test_a_stalled_body_answer_carries_no_secret(
     leaky: tuple[Gateway, Keys, list[str]], tag: str
 ) -> None:
     gateway, keys, secrets = leaky
-    host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with gateway.connect() as sock:
         sock.sendall(
             (
                 f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
@@ -305,9 +296,7 @@ def test_a_stalled_body_answer_carries_no_secret(
                 f'{{"model": "{PASTED_KEY}"'
             ).encode()
         )
-        raw = b""
-        while piece := sock.recv(65536):
-            raw += piece
+        raw = read_until_closed(sock)
     assert raw.startswith(b"HTTP/1.1 408")
     for secret in secrets:
         assert secret.encode() not in raw
