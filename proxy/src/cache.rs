@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::config::url_without_credentials;
 use crate::outcome::Route;
 
 /// The request fields that select a response; everything else (`user`,
@@ -91,7 +92,10 @@ impl fmt::Debug for CacheConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheConfig")
             .field("backend", &self.backend)
-            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(url_without_credentials),
+            )
             .field("ttl_seconds", &self.ttl_seconds)
             .field("max_entries", &self.max_entries)
             .finish()
@@ -122,16 +126,6 @@ impl CacheConfig {
                 .map_err(|err| format!("cache.redis_url: invalid Redis URL: {err}"))?;
         }
         Ok(())
-    }
-}
-
-/// Hides the user-info part of a URL (`redis://user:secret@host` -> `redis://***@host`).
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -1217,11 +1211,11 @@ mod tests {
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(
-            shown.contains("redis://***@cache.internal:6379/0"),
-            "{shown}"
+        assert!(shown.contains("redis://cache.internal:6379/0"), "{shown}");
+        assert_eq!(
+            url_without_credentials("redis://127.0.0.1/0"),
+            "redis://127.0.0.1/0"
         );
-        assert_eq!(redact_url("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
     }
 
     /// A redis-server owned by one test: killed and reaped on drop, so a

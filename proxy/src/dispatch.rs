@@ -215,28 +215,31 @@ async fn attempt<P>(
     let read_started = Instant::now();
     let reply = BufferedReply::read(upstream, response, call.request_id, Some(body_deadline)).await;
     call.outcome.add_upstream_time(read_started.elapsed());
-    let reply = reply?;
+    let mut reply = reply?;
+    if !reply.status.is_success() {
+        return Ok(Reply::Complete(reply));
+    }
     // A success the proxy cannot read is no answer: it could not be costed,
     // translated or cached, and the client's SDK could not parse it either. It
     // counts as a failed attempt, so another upstream may still answer.
-    if reply.status.is_success() && !is_json_object(&reply.body) {
-        tracing::warn!(
-            request_id = %call.request_id,
-            upstream = %upstream.name,
-            bytes = reply.body.len(),
-            "upstream answered 2xx with a body that is not a JSON object"
-        );
-        return Err(ApiError::UpstreamBadResponse {
-            upstream: upstream.name.clone(),
-            detail: "the body is not a JSON object".to_owned(),
-        });
+    match serde_json::from_slice(&reply.body) {
+        Ok(json) => {
+            reply.json = Some(json);
+            Ok(Reply::Complete(reply))
+        }
+        Err(_) => {
+            tracing::warn!(
+                request_id = %call.request_id,
+                upstream = %upstream.name,
+                bytes = reply.body.len(),
+                "upstream answered 2xx with a body that is not a JSON object"
+            );
+            Err(ApiError::UpstreamBadResponse {
+                upstream: upstream.name.clone(),
+                detail: "the body is not a JSON object".to_owned(),
+            })
+        }
     }
-    Ok(Reply::Complete(reply))
-}
-
-/// Validates the whole document but only keeps its top-level keys.
-fn is_json_object(body: &[u8]) -> bool {
-    serde_json::from_slice::<std::collections::HashMap<String, serde::de::IgnoredAny>>(body).is_ok()
 }
 
 fn log_failure(

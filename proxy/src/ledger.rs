@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::oneshot;
 
 use crate::outcome::{RequestOutcome, Route};
+use crate::tracking::CLIENT_CLOSED;
 
 /// The `[ledger]` table.
 #[derive(Clone, Debug, Deserialize)]
@@ -115,7 +116,7 @@ impl LedgerRecord {
         // prompt (and a stream relayed some deltas), so what it consumed is
         // recorded and costed. Any other failure produced nothing the client
         // can be charged for.
-        let billable = outcome.succeeded() || outcome.status == 499;
+        let billable = outcome.succeeded() || outcome.status == CLIENT_CLOSED;
         let (prompt_tokens, completion_tokens) = if billable {
             (outcome.prompt_tokens, outcome.completion_tokens)
         } else {

@@ -191,8 +191,9 @@ async fn relay_answer(
             )
         }
         Reply::Complete(reply) => {
-            let usage = serde_json::from_slice::<Value>(&reply.body)
-                .ok()
+            let usage = reply
+                .json
+                .as_ref()
                 .and_then(|body| body.get("usage").and_then(Usage::from_json));
             if let Some(usage) = usage {
                 call.outcome.set_usage(usage);

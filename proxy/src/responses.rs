@@ -95,9 +95,9 @@ pub async fn relay_translated(
             "expected an event stream for a streaming request",
         ));
     }
-    let chat = serde_json::from_slice::<Value>(&reply.body)
-        .ok()
-        .filter(Value::is_object)
+    let chat = reply
+        .json
+        .map(Value::Object)
         .ok_or_else(|| bad_response(upstream, "the chat completion is not a JSON object"))?;
     if let Some(usage) = chat.get("usage").and_then(Usage::from_json) {
         call.outcome.set_usage(usage);

@@ -57,7 +57,7 @@ async fn status(State(state): State<SharedState>) -> Json<Value> {
             let health = state.routing.health(index);
             json!({
                 "name": upstream.name,
-                "base_url": crate::upstream::public_url(&upstream.base_url),
+                "base_url": crate::config::url_without_credentials(&upstream.base_url),
                 "responses": upstream.responses,
                 "weight": upstream.weight,
                 "healthy": health.healthy,

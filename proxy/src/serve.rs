@@ -13,6 +13,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::Listener;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -28,7 +29,7 @@ pub struct ConnectionLimits {
 }
 
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -40,14 +41,10 @@ pub async fn serve(
     let (open_tx, open) = watch::channel(());
     let mut shutdown = pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _remote)) => tcp,
-                Err(err) => {
-                    accept_failed(err).await;
-                    continue;
-                }
-            },
+        // axum's `Listener` waits out failed accepts (a client that went away,
+        // or the process out of file descriptors) instead of returning them.
+        let (tcp, _remote) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
         let connection = serve_connection(tcp, app.clone(), limits, stopping.clone());
@@ -94,18 +91,4 @@ async fn serve_connection(
     if let Err(err) = connection.await {
         tracing::debug!("client connection ended with an error: {err}");
     }
-}
-
-/// Errors of one connection attempt are that client's problem; anything else
-/// (e.g. out of file descriptors) is waited out briefly rather than spun on.
-async fn accept_failed(err: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        err.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
-    ) {
-        return;
-    }
-    tracing::error!("cannot accept a connection: {err}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

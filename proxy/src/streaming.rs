@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use crate::caching::StreamCapture;
@@ -574,14 +575,21 @@ impl Passthrough {
     }
 
     fn inspect_responses(&mut self, message: &SseMessage) -> Verdict {
-        let Ok(data) = serde_json::from_str::<Value>(&message.data) else {
+        let named = message.event.as_deref();
+        // Most events are text deltas named by their `event:` line: checking that
+        // their data is JSON is enough, without building it.
+        let data = if named.is_none_or(needs_data) {
+            serde_json::from_str::<Value>(&message.data).map(Some)
+        } else {
+            serde_json::from_str::<IgnoredAny>(&message.data).map(|_| None)
+        };
+        let Ok(data) = data else {
             return Verdict::Fail(StreamFailure::malformed(
                 &self.tap.context,
                 "a stream event that is not JSON",
             ));
         };
-        let data = Some(data);
-        let event = parsed_type(message.event.as_deref(), data.as_ref());
+        let event = parsed_type(named, data.as_ref());
         match event.as_deref() {
             Some("response.output_text.delta" | "response.refusal.delta") => Verdict::Forward(1),
             Some("response.completed" | "response.incomplete") => {
@@ -617,6 +625,14 @@ impl Passthrough {
             [.., before_last, last] => self.tail = [*before_last, *last],
         }
     }
+}
+
+/// Responses events whose payload matters for the outcome.
+fn needs_data(event: &str) -> bool {
+    matches!(
+        event,
+        "response.completed" | "response.incomplete" | "response.failed" | "error"
+    )
 }
 
 fn parsed_type(event: Option<&str>, data: Option<&Value>) -> Option<String> {

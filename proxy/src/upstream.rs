@@ -274,24 +274,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(haystack, needle).is_some()
 }
 
-/// The base URL as shown to anyone (`/status`, logs): without the user
-/// name and password a URL may carry.
-pub fn public_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string().trim_end_matches('/').to_owned()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// A fully read upstream answer, for non-streaming requests and error replies.
 pub struct BufferedReply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// A 2xx body as parsed by dispatch (which refuses any that is not a JSON
+    /// object), so it is parsed once; `None` for other replies.
+    pub json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl BufferedReply {
@@ -353,6 +343,7 @@ impl BufferedReply {
             status,
             headers,
             body,
+            json: None,
         })
     }
 
@@ -604,6 +595,7 @@ mod tests {
             status: StatusCode::SERVICE_UNAVAILABLE,
             headers: headers(&[("content-type", "text/plain"), ("retry-after", "2")]),
             body: Bytes::from_static(b"overloaded"),
+            json: None,
         };
         let response = reply.into_client_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
