@@ -21,7 +21,6 @@ Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import resource
 import secrets
@@ -37,6 +36,7 @@ import psutil
 
 from harness import measuring, paths
 from harness import soak_report as report
+from harness.bench_report import OpenTimetable
 from harness.config import ServiceConfig, StackConfig
 from harness.process import HealthCheck, ProcessError, run, signals_as_exceptions
 from harness.stack import Stack
@@ -381,16 +381,10 @@ def loadgen_command(binary: Path, url: str, options: SoakOptions, tenant_key: st
 
 
 def scheduled(rate: float, duration: float) -> int:
-    """How many requests the load generator's open-loop timetable sends (one target, one slice
-    as long as the run, no warm-up: the same rounding as loadgen.rs)."""
-    per_slice = max(_round_half_away(rate * duration), 1)
-    wanted = max(_round_half_away(rate * duration), 1)
-    return per_slice * -(-wanted // per_slice)
-
-
-def _round_half_away(value: float) -> int:
-    """Rust's `f64::round` for the non-negative values used here (Python rounds half to even)."""
-    return math.floor(value + 0.5)
+    """How many requests the load generator's open-loop timetable sends: one target, one
+    slice as long as the run (see `loadgen_command`), no warm-up."""
+    timetable = OpenTimetable.of(rate, duration, round(duration * 1000), warmup_ms=0, targets=1)
+    return timetable.measured_per_target
 
 
 def check_proxy(url: str, tenant_key: str) -> None:
