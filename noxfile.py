@@ -14,8 +14,8 @@ from pathlib import Path
 
 import nox
 
-from harness import coverage as coverage_support
-from harness import nox_support
+from harness.dev import coverage as coverage_support
+from harness.dev import nox_support
 
 ROOT = Path(__file__).parent
 PYTHONS = nox.project.python_versions(nox.project.load_toml("pyproject.toml"), max_version="3.13")
@@ -127,7 +127,7 @@ def coverage(session: nox.Session) -> None:
 
     coverage.py follows pytest, its xdist workers and the servers it starts; the proxy is a
     cargo-llvm-cov build of its own. Reports go to reports/coverage/; the session fails when a
-    test fails or either language is below its threshold (see harness.coverage).
+    test fails or either language is below its threshold (see harness.dev.coverage).
     """
     _sync(session, "test", "coverage")
     nox_support.prepare_stack(session)

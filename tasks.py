@@ -1,6 +1,6 @@
 """Invoke tasks: build the proxy, run the stack in the background, run the test tiers.
 
-Each task is a thin wrapper: the work is done in `harness.orchestrate`.
+Each task is a thin wrapper: the work is done in `harness.dev.orchestrate`.
 Every task takes `--no-color` (so does the NO_COLOR environment variable).
 """
 
@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from invoke import Collection, Context, Exit, task
 
-from harness import bench as benchmark
-from harness import console, orchestrate, smoke_cli
-from harness.config import ConfigError
-from harness.process import ProcessError
+from harness.checks import smoke_cli
+from harness.dev import orchestrate
+from harness.perf import bench as benchmark
+from harness.runtime import console
+from harness.runtime.config import ConfigError
+from harness.runtime.process import ProcessError
 
 
 def _guarded(no_color: bool, action: Callable[[], object]) -> object:

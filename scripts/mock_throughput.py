@@ -18,8 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from harness.process import run
-from harness.testing import standalone_mock
+from harness.pytest.stacks import standalone_mock
+from harness.runtime.process import run
 
 PATH = "/bench/v1/chat/completions"
 BODY = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.smoke_cli import main
+from harness.checks.smoke_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

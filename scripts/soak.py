@@ -6,14 +6,14 @@ memory growth and leaked file descriptors.
 
 Markdown on stdout; soak.json, soak.md and soak.png under --results-dir (reports/soak/).
 Exit code 1 if any request failed. `uv run nox -s soak` runs it with --no-build after building.
-The work is in `harness.soak`.
+The work is in `harness.perf.soak`.
 """
 
 from __future__ import annotations
 
 import sys
 
-from harness.soak import main
+from harness.perf.soak import main
 
 if __name__ == "__main__":
     sys.exit(main())

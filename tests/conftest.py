@@ -1,4 +1,4 @@
-"""Fixtures shared by every tier. The logic lives in `harness.testing`."""
+"""Fixtures shared by every tier. The logic lives in `harness.pytest.stacks`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import testing
+from harness.pytest import stacks as testing
 
 TIER_MARKERS = ("unit", "mock", "integration")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from harness import testing
+from harness.pytest import stacks as testing
 
 MODEL = os.environ.get("SWITCHYARD_INTEGRATION_MODEL", "gpt-4o-mini")
 

@@ -8,9 +8,8 @@ import httpx
 import openai
 import pytest
 
-from harness import testing
-from tests.mock.gateway import Gateways
-from tests.mock.helpers import CLIENT_KEY
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import CLIENT_KEY, Gateways
 
 
 @pytest.fixture

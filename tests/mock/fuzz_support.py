@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import testing
-from harness.stack import Stack
+from harness.pytest import stacks as testing
+from harness.runtime.stack import Stack
 
 # Every fuzz test runs this many examples (schemathesis: this many per API operation).
 EXAMPLES_ENV = "SWITCHYARD_FUZZ_EXAMPLES"

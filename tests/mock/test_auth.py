@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.mock.gateway import wait_for
-from tests.mock.helpers import CLIENT_KEY, redacted
+from harness.pytest.gateway import CLIENT_KEY, redacted, wait_for
 
 
 def test_upstream_key_replaces_the_clients(client: openai.OpenAI, seen, upstream_key: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import openai
 
-from tests.mock.helpers import CLIENT_KEY
+from harness.pytest.gateway import CLIENT_KEY
 
 CONCURRENT = 50
 

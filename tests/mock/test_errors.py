@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from harness import testing
+from harness.pytest import stacks as testing
 
 
 def error_of(response: httpx.Response) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from harness import paths, testing
+from harness.pytest import stacks as testing
+from harness.runtime import paths
 
 EXAMPLE = paths.root() / "config" / "gateway.example.toml"
 KEYS = ["OPENAI_API_KEY", "AZURE_OPENAI_KEY", "ACME_KEY", "GLOBEX_KEY", "SWITCHYARD_ADMIN_KEY"]

@@ -38,10 +38,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import testing
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import sse_events
 from tests.mock import fuzz_support as fz
 from tests.mock.fuzz_support import CHAT, RESPONSES, FuzzProxy, ProxyBug, Tally
-from tests.mock.gateway import sse_events
 
 # Bad input is the proxy's first robustness test: `nox -s reliability` runs these too.
 pytestmark = [pytest.mark.slow, pytest.mark.robustness]

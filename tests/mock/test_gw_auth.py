@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     EACH_ENDPOINT,
     EACH_MODE,
@@ -26,12 +26,12 @@ from tests.mock.gateway import (
     model,
     proxy_config,
     records_of,
+    redacted,
     request_body,
     unique,
     usage_of,
     wait_for,
 )
-from tests.mock.helpers import redacted
 
 UPSTREAM_KEY = "sk-gw-upstream-secret-31c7"
 UNKNOWN_KEY = "sk-gw-nobody-has-this-key-9e02"

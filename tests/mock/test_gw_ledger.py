@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tests.mock.gateway import (
+from harness.pytest.gateway import (
     CHAT,
     EACH_ENDPOINT,
     EACH_MODE,

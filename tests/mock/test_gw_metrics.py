@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     PATHS,
     RESPONSES,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     EACH_ENDPOINT,
     EACH_MODE,

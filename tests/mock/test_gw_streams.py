@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     EACH_ENDPOINT,
     PATHS,

@@ -29,8 +29,8 @@ import httpx
 import openai
 import pytest
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     ENDPOINTS,
     PATHS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from harness import testing
-from harness.process import HealthCheck
+from harness.pytest import stacks as testing
+from harness.runtime.process import HealthCheck
 
 TINY_CONFIG = """
 [server]

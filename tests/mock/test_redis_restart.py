@@ -26,7 +26,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.mock.gateway import (
+from harness.pytest.gateway import (
     ENDPOINTS,
     Gateway,
     Gateways,

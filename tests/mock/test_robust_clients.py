@@ -18,8 +18,9 @@ import httpx
 import psutil
 import pytest
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
+    CLIENT_KEY,
     Gateway,
     Gateways,
     mock_upstream,
@@ -29,7 +30,6 @@ from tests.mock.gateway import (
     unique,
     wait_for,
 )
-from tests.mock.helpers import CLIENT_KEY
 
 pytestmark = pytest.mark.robustness
 
@@ -221,7 +221,7 @@ def test_a_slowloris_trickling_its_headers_is_cut_off_before_it_finishes(
 
 
 def test_example_config_documents_the_timeouts() -> None:
-    from harness import paths
+    from harness.runtime import paths
 
     text = (paths.root() / "config" / "gateway.example.toml").read_text()
     assert "request_body_timeout_ms = 30000" in text

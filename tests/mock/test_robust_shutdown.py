@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     ENDPOINTS,
     PATHS,

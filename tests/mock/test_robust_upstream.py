@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.mock.gateway import (
+from harness.pytest.gateway import (
     CHAT,
     PATHS,
     RESPONSES,

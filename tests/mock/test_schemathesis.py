@@ -44,7 +44,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from harness import testing
+from harness.pytest import stacks as testing
 from tests.mock import fuzz_support as fz
 from tests.mock.fuzz_support import FuzzProxy, ProxyBug, Tally
 

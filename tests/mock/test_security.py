@@ -14,8 +14,8 @@ import httpx
 import psutil
 import pytest
 
-from harness import paths, testing
-from tests.mock.gateway import (
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import (
     CHAT,
     PATHS,
     RESPONSES,
@@ -33,6 +33,7 @@ from tests.mock.gateway import (
     unique,
     wait_for,
 )
+from harness.runtime import paths
 
 pytestmark = pytest.mark.security
 

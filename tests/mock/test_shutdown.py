@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from harness import testing
-from harness.process import Service
+from harness.pytest import stacks as testing
+from harness.runtime.process import Service
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from harness import paths, testing
-from harness.process import pick_free_port, run
+from harness.pytest import stacks as testing
+from harness.runtime import paths
+from harness.runtime.process import pick_free_port, run
 
 
 def smoke(*args: str) -> tuple[int, str]:

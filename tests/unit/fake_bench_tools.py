@@ -1,5 +1,5 @@
 """Small Python stand-ins for the benchmark's Rust binaries, so the benchmark's orchestration
-(`harness.bench.run_bench`) runs in the unit tier without a built proxy.
+(`harness.perf.bench.run_bench`) runs in the unit tier without a built proxy.
 
 python fake_bench_tools.py serve [--config FILE] --port 0 --port-file FILE [...]
     An HTTP server. Without --config it is the upstream: it answers chat completions itself,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import console, paths, stack
+from harness.runtime import console, paths, stack
 from tests.unit.procs import TOY, gone
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from harness import bench
-from harness import bench_report as report
+from harness.perf import bench
+from harness.perf import bench_report as report
 
 if sys.version_info >= (3, 11):
     import tomllib

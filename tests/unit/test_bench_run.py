@@ -1,6 +1,6 @@
-"""The benchmark's orchestration (`harness.bench.main` and `run_bench`), end to end in a private
-scene, with small Python stand-ins for the Rust binaries (tests/unit/fake_bench_tools.py): the
-stack it starts, the phases it drives, the results it writes, the errors it reports, and that
+"""The benchmark's orchestration (`harness.perf.bench.main` and `run_bench`), end to end in a
+private scene, with small Python stand-ins for the Rust binaries (tests/unit/fake_bench_tools.py):
+the stack it starts, the phases it drives, the results it writes, the errors it reports, and that
 everything it started is stopped whatever happens. The figures themselves are the subject of
 tests/unit/test_bench.py; the real binaries are measured by `nox -s bench`."""
 
@@ -18,9 +18,10 @@ from typing import Any
 import psutil
 import pytest
 
-from harness import bench, measuring, stack
-from harness import bench_report as report
-from harness.process import pick_free_port
+from harness.perf import bench, measuring
+from harness.perf import bench_report as report
+from harness.runtime import stack
+from harness.runtime.process import pick_free_port
 from tests.unit.scene import Scene, make_scene, write_executable
 
 FAKES = Path(__file__).with_name("fake_bench_tools.py")

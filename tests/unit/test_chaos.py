@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import paths
-from harness.process import OWNER_ENV
+from harness.runtime import paths
+from harness.runtime.process import OWNER_ENV
 from tests.unit.procs import TOY
 
 pytestmark = [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import paths
-from harness.config import ConfigError, load_stack_config, render
+from harness.runtime import paths
+from harness.runtime.config import ConfigError, load_stack_config, render
 
 VALID_SERVICE = """
 [services.proxy]

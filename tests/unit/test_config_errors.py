@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, load_stack_config
+from harness.runtime.config import ConfigError, load_stack_config
 
 SERVICE = '\n[services.proxy]\ncommand = ["bin/proxy"]\n'
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import coverage, failure_logs, nox_support, paths, toolchain
-from harness.config import load_stack_config
+from harness.dev import coverage, nox_support
+from harness.pytest import failure_logs
+from harness.runtime import paths, toolchain
+from harness.runtime.config import load_stack_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -272,7 +274,15 @@ def test_plugin_copies_the_run_logs_only_when_the_run_fails(
         failure_logs.DESTINATION_ENV: str(destination),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.failure_logs", "-p", "no:cacheprovider"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "harness.pytest.failure_logs",
+            "-p",
+            "no:cacheprovider",
+        ],
         cwd=project,
         env=env,
         capture_output=True,
@@ -295,7 +305,7 @@ def test_pytest_reporting_names_junit_and_failure_logs_after_the_session() -> No
     args, env = nox_support.pytest_reporting("reliability-2", "3.12")
     reports = paths.reports_dir()
     assert f"--junitxml={reports / 'junit-reliability-2-py3.12.xml'}" in args
-    assert args[-2:] == ["-p", "harness.failure_logs"]
+    assert args[-2:] == ["-p", "harness.pytest.failure_logs"]
     assert env == {failure_logs.DESTINATION_ENV: str(reports / "failure-logs" / "reliability-2")}
 
 

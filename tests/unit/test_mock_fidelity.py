@@ -20,8 +20,8 @@ from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
-from harness.process import Service
-from harness.testing import standalone_mock
+from harness.pytest.stacks import standalone_mock
+from harness.runtime.process import Service
 
 
 @contextlib.contextmanager

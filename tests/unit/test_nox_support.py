@@ -1,4 +1,4 @@
-"""The noxfile's helpers (`harness.nox_support`): pyenv interpreters put on PATH from a fake
+"""The noxfile's helpers (`harness.dev.nox_support`): pyenv interpreters put on PATH from a fake
 PYENV_ROOT, and the stack prepared (built, redis-server found) in a private scene."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import nox_support
-from harness.toolchain import ToolMissing
+from harness.dev import nox_support
+from harness.runtime.toolchain import ToolMissing
 from tests.unit.scene import make_scene, toy_service, write_executable
 
 

@@ -1,4 +1,4 @@
-"""What the Invoke tasks do (`harness.orchestrate`), on real toy stacks in a private scene:
+"""What the Invoke tasks do (`harness.dev.orchestrate`), on real toy stacks in a private scene:
 up, status, logs, down, build, setup, clean, test and setup-and-test, and their error paths."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import orchestrate, stack
-from harness.config import ConfigError
-from harness.process import AlreadyRunning, ProcessError, ServiceStartError
-from harness.toolchain import ToolMissing
+from harness.dev import orchestrate
+from harness.runtime import stack
+from harness.runtime.config import ConfigError
+from harness.runtime.process import AlreadyRunning, ProcessError, ServiceStartError
+from harness.runtime.toolchain import ToolMissing
 from tests.unit.procs import gone
 from tests.unit.scene import Scene, make_scene, toy_service
 

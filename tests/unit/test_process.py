@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.process import (
+from harness.runtime.process import (
     OWNER_ENV,
     AlreadyRunning,
     HealthCheck,
@@ -294,7 +294,7 @@ def test_tail_of_missing_and_long_logs(tmp_path: Path) -> None:
 def test_foreground_command_dies_with_its_parent() -> None:
     # A parent that runs a long command through run(), then is SIGKILLed.
     command = [sys.executable, TOY, str(pick_free_port()), "--no-listen"]
-    script = f"from harness.process import run; run({command!r})"
+    script = f"from harness.runtime.process import run; run({command!r})"
     parent = subprocess.Popen([sys.executable, "-c", script])
     try:
         deadline = time.monotonic() + 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from harness.smoke import (
+from harness.checks.smoke import (
     Check,
     RequestResult,
     SmokeReport,
@@ -16,7 +16,7 @@ from harness.smoke import (
     plan,
     validate_stream,
 )
-from harness.smoke_cli import request_line
+from harness.checks.smoke_cli import request_line
 
 STATS = {
     "requests": {"total": 10, "success": 9, "errors": 1, "streaming": 4, "non_streaming": 6},

@@ -1,5 +1,5 @@
-"""The smoke check's command line (`harness.smoke_cli`): which proxy it checks, `--start` with a
-stack of its own that is stopped afterwards, and what it prints. The "proxies" here are toy
+"""The smoke check's command line (`harness.checks.smoke_cli`): which proxy it checks, `--start`
+with a stack of its own that is stopped afterwards, and what it prints. The "proxies" here are toy
 servers that accept connections and close them, so every check fails fast: the subject is the
 command line's plumbing, not the checks (tests/unit/test_smoke.py, tests/mock/test_smoke_run.py).
 """
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import smoke_cli, stack
-from harness.process import pick_free_port, port_in_use
+from harness.checks import smoke_cli
+from harness.runtime import stack
+from harness.runtime.process import pick_free_port, port_in_use
 from tests.unit.scene import Scene, make_scene, toy_service
 
 FAST = ["--timeout", "0.3", "--requests", "2", "--no-color"]

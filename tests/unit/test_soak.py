@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness import soak
-from harness import soak_report as report
+from harness.perf import soak
+from harness.perf import soak_report as report
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import stack
-from harness.config import ConfigError, load_stack_config
-from harness.process import AlreadyRunning, ServiceStartError
+from harness.runtime import stack
+from harness.runtime.config import ConfigError, load_stack_config
+from harness.runtime.process import AlreadyRunning, ServiceStartError
 from tests.unit.procs import TOY, gone
 
 

@@ -15,8 +15,8 @@ import psutil
 import pytest
 from filelock import FileLock
 
-from harness import console, stack
-from harness.process import ProcessError, ServiceStartError, attach, port_in_use, run
+from harness.runtime import console, stack
+from harness.runtime.process import ProcessError, ServiceStartError, attach, port_in_use, run
 from tests.unit.procs import gone
 from tests.unit.scene import Scene, make_scene, toy_service
 

@@ -1,4 +1,4 @@
-"""How a test run picks its stack (`harness.testing`), in a private scene of toy servers: an
+"""How a test run picks its stack (`harness.pytest.stacks`), in a private scene of toy servers: an
 external proxy, a named stack, the default stack when reuse is allowed, and what a handle says
 about its servers."""
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import stack, testing
+from harness.pytest import stacks as testing
+from harness.runtime import stack
 from tests.unit.procs import gone
 from tests.unit.scene import Scene, make_scene, toy_service
 

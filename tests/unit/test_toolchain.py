@@ -1,5 +1,5 @@
-"""Finding and provisioning tools (`harness.toolchain`), against a fake PATH of small scripts:
-nothing is really installed, and no real apt-get or cargo is run."""
+"""Finding and provisioning tools (`harness.runtime.toolchain`), against a fake PATH of small
+scripts: nothing is really installed, and no real apt-get or cargo is run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import toolchain
-from harness.config import load_stack_config
-from harness.process import ProcessError
+from harness.runtime import toolchain
+from harness.runtime.config import load_stack_config
+from harness.runtime.process import ProcessError
 from tests.unit.scene import write_executable
 
 

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import stack
-from harness.process import signals_as_exceptions
-from harness.smoke import RequestResult, SmokeOptions, SmokeReport, run_smoke
+from harness.checks.smoke import RequestResult, SmokeOptions, SmokeReport, run_smoke
+from harness.runtime import stack
+from harness.runtime.process import signals_as_exceptions
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

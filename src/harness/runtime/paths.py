@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# src/harness/paths.py -> the repository root (the project is installed editable).
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+# src/harness/runtime/paths.py -> the repository root (the project is installed editable).
+_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def root() -> Path:

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 
-from harness import paths, stack
-from harness.process import HealthCheck, Service, ServiceSpec, start_service, tail
+from harness.runtime import paths, stack
+from harness.runtime.process import HealthCheck, Service, ServiceSpec, start_service, tail
 
 # Set by the controller before xdist starts its workers, so they all know whose run it is.
 RUN_OWNER_ENV = "SWITCHYARD_PYTEST_OWNER"

@@ -34,12 +34,13 @@ from typing import Any
 import httpx
 import psutil
 
-from harness import measuring, paths
-from harness import soak_report as report
-from harness.bench_report import OpenTimetable
-from harness.config import ServiceConfig, StackConfig
-from harness.process import HealthCheck, ProcessError, run, signals_as_exceptions
-from harness.stack import Stack
+from harness.perf import measuring
+from harness.perf import soak_report as report
+from harness.perf.bench_report import OpenTimetable
+from harness.runtime import paths
+from harness.runtime.config import ServiceConfig, StackConfig
+from harness.runtime.process import HealthCheck, ProcessError, run, signals_as_exceptions
+from harness.runtime.stack import Stack
 
 UPSTREAM = "upstream"
 PROXY = "switchyard"
@@ -172,7 +173,7 @@ def proxy_config() -> str:
     """switchyard as deployed: a tenant key, the SQLite ledger (next to the rendered config, in
     the stack's run directory), the memory cache, prices. `${upstream.url}` is filled in by the
     stack once the upstream has its port."""
-    return f"""# Rendered by the soak (harness.soak).
+    return f"""# Rendered by the soak (harness.perf.soak).
 [server]
 bind = "127.0.0.1"
 port = 0

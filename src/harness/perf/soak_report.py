@@ -1,6 +1,6 @@
 """The soak's pure parts: reading the load generator's JSON, the RSS trend, the latency
 windows, the verdict, the Markdown and the plot. No process is started here (see
-`harness.soak`).
+`harness.perf.soak`).
 
 Latencies are microseconds in the data (as `proxy/src/bin/loadgen.rs` reports them) and
 milliseconds in the tables; RSS is bytes in the data, MiB and KiB in the tables.

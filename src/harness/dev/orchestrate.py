@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from harness import console, paths, stack, toolchain
-from harness.process import run, signals_as_exceptions, tail
+from harness.runtime import console, paths, stack, toolchain
+from harness.runtime.process import run, signals_as_exceptions, tail
 
 INTEGRATION_ENV = "OPENAI_API_KEY"
 

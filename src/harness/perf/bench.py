@@ -5,7 +5,7 @@ process manager, as one stack of its own (`bench-<pid>`, owned by this process):
 fixed-response upstream (`proxy/src/bin/fast_upstream.rs`), switchyard with the cache off,
 switchyard with the memory cache (for the cache-hit run only), and any other proxy given with
 `--proxy-cmd`. The load generator (`proxy/src/bin/loadgen.rs`) runs in the foreground through
-`harness.process.run`, once per phase, with every target interleaved slice by slice:
+`harness.runtime.process.run`, once per phase, with every target interleaved slice by slice:
 
 1. open loop at each rate (default 100, 500, 1000, 2000 req/s): latency from the scheduled send
    time, the achieved rate, errors, the proxy's overhead at each percentile and its CPU time per
@@ -36,11 +36,12 @@ from typing import Any
 import httpx
 import psutil
 
-from harness import bench_report as report
-from harness import measuring, paths
-from harness.config import ServiceConfig, StackConfig
-from harness.process import HealthCheck, ProcessError, run, signals_as_exceptions
-from harness.stack import Stack
+from harness.perf import bench_report as report
+from harness.perf import measuring
+from harness.runtime import paths
+from harness.runtime.config import ServiceConfig, StackConfig
+from harness.runtime.process import HealthCheck, ProcessError, run, signals_as_exceptions
+from harness.runtime.stack import Stack
 
 UPSTREAM = "upstream"
 # A second fast upstream measured as if it were a proxy (`--control`): what it "adds" over
@@ -301,7 +302,7 @@ def proxy_config(model: str, cache: bool) -> str:
         if cache
         else 'backend = "off"'
     )
-    return f"""# Rendered by the benchmark (harness.bench).
+    return f"""# Rendered by the benchmark (harness.perf.bench).
 [server]
 bind = "127.0.0.1"
 port = 0

@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from harness.process import HealthCheck
+from harness.runtime.process import HealthCheck
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 PORT_MODES = ("pick", "report")

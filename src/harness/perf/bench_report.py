@@ -1,5 +1,5 @@
 """The benchmark's pure parts: percentiles, timetable arithmetic, overheads, the result document,
-its Markdown rendering and the latency plot. No process is started here (see `harness.bench`).
+its Markdown rendering and the latency plot. No process is started here (see `harness.perf.bench`).
 
 Figures are microseconds in the data and milliseconds in the tables. A percentile is the nearest
 rank of sorted samples, as the load generator (`proxy/src/bin/loadgen.rs`) computes it.

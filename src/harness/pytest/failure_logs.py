@@ -1,9 +1,9 @@
 """The server logs of a failed test run, gathered in one directory (CI uploads it).
 
-The nox test sessions load this module as a pytest plugin (`-p harness.failure_logs`) and name
-the destination in SWITCHYARD_FAILURE_LOGS, e.g. `reports/failure-logs/mock`. The destination is
-emptied when the run starts. When the run fails, the controller copies there the logs of the
-stacks the run used: its own stack and the private stacks its tests started
+The nox test sessions load this module as a pytest plugin (`-p harness.pytest.failure_logs`)
+and name the destination in SWITCHYARD_FAILURE_LOGS, e.g. `reports/failure-logs/mock`. The
+destination is emptied when the run starts. When the run fails, the controller copies there the
+logs of the stacks the run used: its own stack and the private stacks its tests started
 (`.switchyard/logs/pytest-<pid>[-<label>-<hex>]/`), or the stack it reused. It does so last, after
 the run's stack is stopped, so the copies end with the servers' shutdown.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import paths, stack, testing
-from harness.nox_support import FAILURE_LOGS_ENV as DESTINATION_ENV
+from harness.dev.nox_support import FAILURE_LOGS_ENV as DESTINATION_ENV
+from harness.pytest import stacks as testing
+from harness.runtime import paths, stack
 
 # Exit codes that mean the run failed (not "no tests collected", not a usage error).
 FAILED_EXIT_CODES = {

@@ -22,9 +22,15 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from harness import paths, toolchain
-from harness.config import ConfigError, ServiceConfig, StackConfig, load_stack_config, render
-from harness.process import (
+from harness.runtime import paths, toolchain
+from harness.runtime.config import (
+    ConfigError,
+    ServiceConfig,
+    StackConfig,
+    load_stack_config,
+    render,
+)
+from harness.runtime.process import (
     AlreadyRunning,
     PidFileError,
     Service,

@@ -13,9 +13,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import paths
-from harness.config import StackConfig
-from harness.process import ProcessError, run
+from harness.runtime import paths
+from harness.runtime.config import StackConfig
+from harness.runtime.process import ProcessError, run
 
 
 class ToolMissing(ProcessError):

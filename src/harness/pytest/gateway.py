@@ -8,6 +8,7 @@ per-upstream counts are that test's alone, whatever runs next to it under `pytes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import socket
@@ -24,10 +25,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from harness import stack as stacks
-from harness import testing
-from harness.process import Service
-from tests.mock.helpers import CLIENT_KEY
+from harness.pytest import stacks as testing
+from harness.runtime import stack as stacks
+from harness.runtime.process import Service
+
+CLIENT_KEY = "sk-client-key-for-tests-5d1e"
+
+
+def redacted(value: str) -> str:
+    """How the mock logs a secret header: a fingerprint, never the value."""
+    return f"<redacted sha256:{hashlib.sha256(value.encode()).hexdigest()[:12]}>"
+
 
 CHAT, RESPONSES = "chat", "responses"
 ENDPOINTS = (CHAT, RESPONSES)
@@ -511,7 +519,7 @@ def _ask_chat(
         model=model_name, messages=messages, stream=True, extra_headers=headers, **params
     ) as raw:
         answer = Answer(raw.status_code, raw.headers)
-        parts = []
+        parts: list[str] = []
         try:
             for chunk in raw.parse():
                 answer.events.append(chunk)

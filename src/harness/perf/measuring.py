@@ -1,4 +1,4 @@
-"""What the benchmark (`harness.bench`) and the soak (`harness.soak`) share: the release
+"""What the benchmark (`harness.perf.bench`) and the soak (`harness.perf.soak`) share: the release
 binaries they run, the machine they ran on, the proxy's /stats, and how a run is reported."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
-from harness import paths, toolchain
-from harness.config import ConfigError
-from harness.process import ProcessError, run
+from harness.runtime import paths, toolchain
+from harness.runtime.config import ConfigError
+from harness.runtime.process import ProcessError, run
 
 BINARIES = ("switchyard", "fast_upstream", "loadgen")
 

@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness import paths, stack, toolchain
+from harness.runtime import paths, stack, toolchain
 
 WORKFLOWS = (".github/workflows/ci.yml",)
-# Where the `harness.failure_logs` pytest plugin copies a failed run's server logs.
+# Where the `harness.pytest.failure_logs` pytest plugin copies a failed run's server logs.
 FAILURE_LOGS_ENV = "SWITCHYARD_FAILURE_LOGS"
 
 
@@ -46,13 +46,13 @@ def prepare_stack(session: Any) -> None:
 def pytest_reporting(report: str, python: str) -> tuple[list[str], dict[str, str]]:
     """pytest arguments and environment for a test session's reports: JUnit XML in
     `reports/junit-<report>-py<python>.xml`, and on failure the server logs of the stacks the
-    run used in `reports/failure-logs/<report>/` (the `harness.failure_logs` plugin)."""
+    run used in `reports/failure-logs/<report>/` (the `harness.pytest.failure_logs` plugin)."""
     reports = paths.reports_dir()
     reports.mkdir(parents=True, exist_ok=True)
     args = [
         f"--junitxml={reports / f'junit-{report}-py{python}.xml'}",
         "-p",
-        "harness.failure_logs",
+        "harness.pytest.failure_logs",
     ]
     env = {FAILURE_LOGS_ENV: str(reports / "failure-logs" / report)}
     return args, env

@@ -1,0 +1,1 @@
+"""Checks of a running stack: the smoke check."""

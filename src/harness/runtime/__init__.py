@@ -1,0 +1,1 @@
+"""Processes, stacks and their configuration: what starts, watches and stops the servers."""
