@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.pytest import stacks as testing
-from harness.pytest.gateway import sse_events
+from harness.sse import sse_events
 from tests.mock import fuzz_support as fz
 from tests.mock.fuzz_support import CHAT, RESPONSES, FuzzProxy, ProxyBug, Tally
 

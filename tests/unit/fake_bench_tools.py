@@ -34,10 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.10 only
-    import tomli as tomllib
+from harness.compat import tomllib
 
 REQUESTS_PER_TARGET = 3
 CACHE_HEADER = "x-switchyard-cache"

@@ -4,19 +4,14 @@ document, its Markdown, options and the configs it renders. Nothing here measure
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.compat import tomllib
 from harness.perf import bench
 from harness.perf import bench_report as report
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 
 def latency(p50: float, p99: float, *, p90: float | None = None) -> dict[str, Any]:

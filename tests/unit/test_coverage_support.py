@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.compat import tomllib
 from harness.dev import coverage, nox_support
 from harness.pytest import failure_logs
 from harness.runtime import paths, toolchain
 from harness.runtime.config import load_stack_config
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 REPO_STACK = paths.root() / "config" / "stack.toml"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.runtime.poll import backoff_delays
 from harness.runtime.process import (
     OWNER_ENV,
     AlreadyRunning,
@@ -24,7 +25,6 @@ from harness.runtime.process import (
     ServiceSpec,
     ServiceStartError,
     attach,
-    backoff_delays,
     clean_stale_pid_file,
     pick_free_port,
     read_pid_file,

@@ -5,19 +5,14 @@ a timing or starts a server."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.compat import tomllib
 from harness.perf import soak
 from harness.perf import soak_report as report
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 MIB = 1024 * 1024
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.runtime.process import backoff_delays
+from harness.runtime.poll import backoff_delays
 
 ROUTES = ("chat", "responses")
 

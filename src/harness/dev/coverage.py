@@ -19,20 +19,15 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 import tomli_w
 
+from harness.compat import tomllib
 from harness.runtime import paths, toolchain
 from harness.runtime.config import load_stack_config
 

@@ -14,7 +14,7 @@ import math
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from prometheus_client.samples import Sample
 from harness.pytest import stacks as testing
 from harness.runtime import stack as stacks
 from harness.runtime.process import Service
+from harness.sse import sse_events
 
 CLIENT_KEY = "sk-client-key-for-tests-5d1e"
 
@@ -367,21 +368,6 @@ def request_body(
     return {**body, **params}
 
 
-def sse_events(raw: str) -> list[tuple[str | None, str]]:
-    """(event name, data) of each server-sent event, in order."""
-    events = []
-    for block in raw.replace("\r\n", "\n").split("\n\n"):
-        name, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if data:
-            events.append((name, "\n".join(data)))
-    return events
-
-
 def stream_error_event(endpoint: str, raw: str) -> dict[str, Any] | None:
     """The OpenAI-format error event that ends a failed stream, if there is one."""
     for name, data in sse_events(raw):
@@ -447,7 +433,7 @@ class Answer:
     or an error event that ended a stream)."""
 
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     text: str = ""
     usage: dict[str, Any] | None = None
     error: dict[str, Any] | None = None

@@ -6,17 +6,12 @@ Every error names the file and the key, e.g. `config/stack.toml: services.mock.p
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
+from harness.compat import tomllib
 from harness.runtime.process import HealthCheck
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")

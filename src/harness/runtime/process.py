@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from harness.runtime.poll import backoff_delays
+
 # Children inherit this variable; its value names the stack and service, so descendants that
 # escaped the process group can still be found and stopped.
 OWNER_ENV = "SWITCHYARD_OWNER"
@@ -82,14 +84,6 @@ class HealthCheck:
                 return True
         except (OSError, httpx.HTTPError):
             return False
-
-
-def backoff_delays(first: float = 0.005, factor: float = 2.0, cap: float = 0.25) -> Iterator[float]:
-    """Delays between health polls: start in milliseconds, grow, stay capped."""
-    delay = first
-    while True:
-        yield delay
-        delay = min(delay * factor, cap)
 
 
 # --------------------------------------------------------------------------- PID files
