@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from harness.compat import tomllib
 from harness.runtime.process import HealthCheck
 
@@ -142,6 +144,14 @@ def render(text: str, values: Mapping[str, object], where: Callable[[str], Confi
         return str(values[name])
 
     return PLACEHOLDER.sub(replace, text)
+
+
+def toml_document(sections: Mapping[str, Any], *, comment: str = "") -> str:
+    """The one TOML writer: every config the harness writes (proxy configs for tests, the
+    benchmark and the soak; stack-file copies) is a document of sections given as data, so no
+    caller edits config text. `comment` becomes `#` lines at the top."""
+    header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in comment.splitlines())
+    return header + tomli_w.dumps(dict(sections))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
