@@ -14,26 +14,27 @@ import openai
 import pytest
 
 from harness.pytest import stacks as testing
+from harness.pytest.proxy_configs import SERVER_DEFAULTS, model
+from harness.runtime.config import toml_document
 
 MODEL = os.environ.get("SWITCHYARD_INTEGRATION_MODEL", "gpt-4o-mini")
 
 # The key stays in the environment: the rendered config names the variable, never the value.
-PROXY_CONFIG = """
-[server]
-bind = "127.0.0.1"
-port = 0
-
-[[upstreams]]
-name = "real"
-base_url = "${base_url}"
-api_key_env = "OPENAI_API_KEY"
-responses = true
-timeout_ms = 60000
-
-[[models]]
-name = "${model}"
-upstreams = ["real"]
-"""
+PROXY_CONFIG = toml_document(
+    {
+        "server": SERVER_DEFAULTS,
+        "upstreams": [
+            {
+                "name": "real",
+                "base_url": "${base_url}",
+                "api_key_env": "OPENAI_API_KEY",
+                "responses": True,
+                "timeout_ms": 60000,
+            }
+        ],
+        "models": [model("${model}", ["real"])],
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

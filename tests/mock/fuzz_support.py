@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from harness.pytest import stacks as testing
+from harness.pytest.proxy_configs import mock_upstream, model, proxy_config
 from harness.runtime.stack import Stack
 
 # Every fuzz test runs this many examples (schemathesis: this many per API operation).
@@ -47,43 +48,19 @@ VALID_REQUEST_ID = re.compile(r"[!-~]{1,128}")
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 
-PROXY_CONFIG = f"""
-[server]
-bind = "127.0.0.1"
-port = 0
-max_body_bytes = {MAX_BODY_BYTES}
-
-# One attempt: an upstream error is relayed as it is, never retried into something else.
-[retry]
-max_attempts = 1
-
-# Every dispatched request reaches the mock: none is answered from a cache.
-[cache]
-backend = "off"
-
-[ledger]
-backend = "memory"
-
-[[upstreams]]
-name = "fuzz-chat"
-base_url = "${{mock.url}}/fuzz-chat/v1"
-responses = false
-timeout_ms = 10000
-
-[[upstreams]]
-name = "fuzz-native"
-base_url = "${{mock.url}}/fuzz-native/v1"
-responses = true
-timeout_ms = 10000
-
-[[models]]
-name = "{CHAT_MODEL}"
-upstreams = ["fuzz-chat"]
-
-[[models]]
-name = "{NATIVE_MODEL}"
-upstreams = ["fuzz-native"]
-"""
+PROXY_CONFIG = proxy_config(
+    [
+        mock_upstream("fuzz-chat", responses=False, timeout_ms=10000),
+        mock_upstream("fuzz-native", timeout_ms=10000),
+    ],
+    [model(CHAT_MODEL, ["fuzz-chat"]), model(NATIVE_MODEL, ["fuzz-native"])],
+    server={"max_body_bytes": MAX_BODY_BYTES},
+    # One attempt: an upstream error is relayed as it is, never retried into something else.
+    retry={"max_attempts": 1},
+    # Every dispatched request reaches the mock: none is answered from a cache.
+    cache={"backend": "off"},
+    ledger={"backend": "memory"},
+)
 
 
 def examples() -> int:

@@ -7,6 +7,8 @@ import openai
 import pytest
 
 from harness.pytest import stacks as testing
+from harness.pytest.proxy_configs import SERVER_DEFAULTS, model, unreachable_upstream
+from harness.runtime.config import toml_document
 
 
 def error_of(response: httpx.Response) -> dict:
@@ -67,20 +69,13 @@ def test_upstream_429_keeps_retry_after(client: openai.OpenAI) -> None:
     assert caught.value.response.headers["retry-after"] == "7"
 
 
-NOWHERE_CONFIG = """
-[server]
-bind = "127.0.0.1"
-port = 0
-
-[[upstreams]]
-name = "nowhere"
-base_url = "http://127.0.0.1:${unused_port}/v1"
-connect_timeout_ms = 1000
-
-[[models]]
-name = "mock-nowhere"
-upstreams = ["nowhere"]
-"""
+NOWHERE_CONFIG = toml_document(
+    {
+        "server": SERVER_DEFAULTS,
+        "upstreams": [unreachable_upstream("nowhere")],
+        "models": [model("mock-nowhere", ["nowhere"])],
+    }
+)
 
 
 def test_upstream_down_is_502(stack) -> None:

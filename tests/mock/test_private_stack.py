@@ -6,21 +6,18 @@ from __future__ import annotations
 import httpx
 
 from harness.pytest import stacks as testing
+from harness.pytest.proxy_configs import SERVER_DEFAULTS, model
+from harness.runtime.config import toml_document
 from harness.runtime.process import HealthCheck
 
-TINY_CONFIG = """
-[server]
-bind = "127.0.0.1"
-port = 0
-
-[[upstreams]]
-name = "only"
-base_url = "${mock.url}/only/v1"
-
-[[models]]
-name = "the-only-model"
-upstreams = ["only"]
-"""
+# No [cache] section: the proxy's defaults, as in a config a user writes.
+TINY_CONFIG = toml_document(
+    {
+        "server": SERVER_DEFAULTS,
+        "upstreams": [{"name": "only", "base_url": "${mock.url}/only/v1"}],
+        "models": [model("the-only-model", ["only"])],
+    }
+)
 
 
 def test_private_proxy_with_its_own_config_uses_the_shared_mock(stack, tag: str) -> None:

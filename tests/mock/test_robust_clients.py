@@ -39,16 +39,11 @@ FLOOD_CHUNKS, FLOOD_CHUNK_BYTES = 4096, 64 * 1024
 FLOOD_BYTES = FLOOD_CHUNKS * FLOOD_CHUNK_BYTES
 
 
-def with_server_settings(config: str, **settings: int) -> str:
-    """`proxy_config` writes `[server]` with only bind and port; add more keys to it."""
-    extra = "".join(f"{key} = {value}\n" for key, value in settings.items())
-    return config.replace("port = 0\n", f"port = 0\n{extra}", 1)
-
-
 def start_gateway(gateways: Gateways, **server: int) -> tuple[Gateway, str]:
+    """A gateway whose `[server]` has these settings besides bind and port."""
     upstream = unique("slow-client")
-    config = proxy_config([mock_upstream(upstream)], [model("m", [upstream])])
-    return gateways.start(with_server_settings(config, **server)), upstream
+    config = proxy_config([mock_upstream(upstream)], [model("m", [upstream])], server=server)
+    return gateways.start(config), upstream
 
 
 def request_head(path: str, tag: str, headers: dict[str, str]) -> bytes:

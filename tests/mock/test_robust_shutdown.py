@@ -48,9 +48,10 @@ def ledger_gateway(gateways: Gateways, tmp_path: Path, grace_ms: int) -> tuple[G
     config = proxy_config(
         [mock_upstream(upstream)],
         [model("m", [upstream])],
+        server={"shutdown_grace_ms": grace_ms},
         keys=keys,
         ledger={"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")},
-    ).replace("port = 0\n", f"port = 0\nshutdown_grace_ms = {grace_ms}\n", 1)
+    )
     return gateways.start(config, keys.env()), keys.tenants["acme"]
 
 

@@ -141,8 +141,8 @@ def test_the_admin_key_reads_every_tenant_and_tenant_keys_only_their_own(
 def test_the_default_bind_is_loopback_only(stack: testing.StackHandle, tag: str) -> None:
     upstream = unique("sec-bind")
     # No `bind` at all: the default decides.
-    config = proxy_config([mock_upstream(upstream)], [model("m", [upstream])]).replace(
-        'bind = "127.0.0.1"\n', ""
+    config = proxy_config(
+        [mock_upstream(upstream)], [model("m", [upstream])], server={"bind": None}
     )
     assert "bind =" not in config
     with Gateways(stack, tag) as gateways:
@@ -155,8 +155,8 @@ def test_all_interfaces_must_be_asked_for_and_are_warned_about(
     gateways: Gateways, tag: str
 ) -> None:
     upstream = unique("sec-bind-all")
-    config = proxy_config([mock_upstream(upstream)], [model("m", [upstream])]).replace(
-        'bind = "127.0.0.1"', 'bind = "0.0.0.0"'
+    config = proxy_config(
+        [mock_upstream(upstream)], [model("m", [upstream])], server={"bind": "0.0.0.0"}
     )
     gateway = gateways.start(config)
     assert listening_addresses(gateway) == {"0.0.0.0"}
@@ -188,10 +188,11 @@ def leaky(gateways: Gateways, tmp_path: Path) -> tuple[Gateway, Keys, list[str]]
             },
         ],
         [model("m", [keyed]), model("t", [chat_only]), model("down", [down])],
+        server={"max_body_bytes": 4096, "request_body_timeout_ms": 500},
         retry={"max_attempts": 1},
         keys=keys,
         ledger={"backend": "sqlite", "path": str(ledger_path)},
-    ).replace("port = 0\n", "port = 0\nmax_body_bytes = 4096\nrequest_body_timeout_ms = 500\n")
+    )
     gateway = gateways.start(config, {**keys.env(), "GW_UPSTREAM_KEY": UPSTREAM_KEY})
     config_files = [str(p) for p in gateway.private.dir.rglob("*.toml")]
     assert config_files, "the rendered config is among the secrets"
