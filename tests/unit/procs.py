@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import psutil
+
+from harness.runtime.poll import WaitTimeout, wait_until
 
 TOY = str(Path(__file__).with_name("toy_server.py"))
 
@@ -13,12 +14,14 @@ TOY = str(Path(__file__).with_name("toy_server.py"))
 def gone(pid: int, within: float = 5.0) -> bool:
     """Whether the process has exited (a zombie counts) within a bounded wait: a kill is
     delivered asynchronously, so the state right after it can still say running."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+
+    def exited() -> bool:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
-        time.sleep(0.01)
-    return False
+
+    try:
+        return wait_until(exited, what=f"process {pid} to exit", timeout=within, cap=0.01)
+    except WaitTimeout:
+        return False

@@ -13,17 +13,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 
 from harness.runtime import paths
+from harness.runtime.poll import WaitTimeout, wait_until
 from harness.runtime.process import OWNER_ENV
+from tests import strangers
+from tests.strangers import Strangers
 from tests.unit.procs import TOY
 
 pytestmark = [
@@ -44,6 +46,8 @@ class Scene:
     state: Path
     config: Path
     service: str
+    # Every `invoke` this scene ran: ended by PID at the end of the test, whatever happened.
+    invocations: Strangers = field(default_factory=Strangers)
 
     @property
     def env(self) -> dict[str, str]:
@@ -59,8 +63,11 @@ class Scene:
         # The user's terminal: a raw process we signal, not one the harness manages.
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.state / "invoke.out", "ab") as output:
-            return subprocess.Popen(
-                [sys.executable, "-m", "invoke", *args],
+            return self.invocations.start(
+                sys.executable,
+                "-m",
+                "invoke",
+                *args,
                 cwd=paths.root(),
                 env=self.env,
                 stdout=output,
@@ -116,13 +123,20 @@ def eventually(
     scene: Scene | None = None,
 ) -> None:
     """Wait for a condition, failing at once (with invoke's output) if invoke already exited."""
-    deadline = time.monotonic() + within
-    while not condition():
-        said = f"\n--- invoke said ---\n{scene.output()}" if scene else ""
-        if orchestrator is not None and orchestrator.poll() is not None:
-            pytest.fail(f"invoke exited ({orchestrator.returncode}) before {what}{said}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}{said}"
-        time.sleep(0.02)
+
+    def reached() -> object:
+        value = condition()
+        if not value and orchestrator is not None and orchestrator.poll() is not None:
+            pytest.fail(f"invoke exited ({orchestrator.returncode}) before {what}{said()}")
+        return value
+
+    def said() -> str:
+        return f"\n--- invoke said ---\n{scene.output()}" if scene else ""
+
+    try:
+        wait_until(reached, what=what, timeout=within, cap=0.02)
+    except WaitTimeout as error:
+        raise AssertionError(f"timed out waiting for {what}{said()} ({error})") from None
 
 
 def children_named(parent: subprocess.Popen[bytes], needle: str) -> list[psutil.Process]:
@@ -141,7 +155,7 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 
 
 def interrupt(orchestrator: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    orchestrator.send_signal(sig)
+    strangers.kill(orchestrator.pid, sig)
     orchestrator.wait(timeout=WAIT)
 
 
@@ -161,8 +175,9 @@ def leftovers() -> Iterator[list[Scene]]:
     yield scenes
     for scene in scenes:
         scene.run("down")
+        scene.invocations.close()
         for proc in scene.servers():
-            proc.kill()
+            strangers.kill(proc.pid)
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)

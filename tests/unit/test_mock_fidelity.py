@@ -9,7 +9,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
 from harness.pytest.stacks import standalone_mock
+from harness.runtime.poll import wait_until
 from harness.runtime.process import Service
 
 
@@ -104,12 +105,13 @@ def log_entries(http: httpx.Client, **selectors: Any) -> list[dict[str, Any]]:
     return reply.json()["requests"]
 
 
-def eventually(condition: Callable[[], Any], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-    return result
+def cancelled_entry(http: httpx.Client, upstream: str) -> dict[str, Any]:
+    """The log entry of a request the client gave up on (logged once the mock notices)."""
+
+    def cancelled() -> list[dict[str, Any]]:
+        return [e for e in log_entries(http, upstream=upstream) if e["outcome"] == "cancelled"]
+
+    return wait_until(cancelled, what="a request logged as cancelled", timeout=10, cap=0.02)[0]
 
 
 def add_rule(http: httpx.Client, **rule: Any) -> str:
@@ -467,9 +469,7 @@ def test_hang_fault_times_out_and_is_logged_as_cancelled(mock_url, http, upstrea
     client = sdk(mock_url, upstream, timeout=0.5)
     with pytest.raises(openai.APITimeoutError):
         client.chat.completions.create(**{**chat_body(), "model": "fault-hang"})
-    entry = eventually(
-        lambda: [e for e in log_entries(http, upstream=upstream) if e["outcome"] == "cancelled"]
-    )[0]
+    entry = cancelled_entry(http, upstream)
     assert entry["model"] == "fault-hang"
     assert entry["status"] is None
 
@@ -583,9 +583,7 @@ def test_client_leaving_mid_stream_is_logged_as_cancelled(http, upstream):
     ) as reply:
         assert next(reply.iter_raw()).startswith(b"data: ")
     # Leaving the block with the body unread closes the connection.
-    entry = eventually(
-        lambda: [e for e in log_entries(http, upstream=upstream) if e["outcome"] == "cancelled"]
-    )[0]
+    entry = cancelled_entry(http, upstream)
     assert entry["status"] == 200
 
 
@@ -754,7 +752,7 @@ def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(
         client = threading.Thread(target=hang)
         client.start()
         with httpx.Client(base_url=url) as http:
-            eventually(lambda: log_entries(http))
+            wait_until(lambda: log_entries(http), what="the hanging request's entry", timeout=10)
         process.send_signal(signal.SIGTERM)
         assert process.wait_exit(timeout=10) == 0
         client.join(timeout=10)

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.runtime.poll import backoff_delays
+from harness.runtime.poll import backoff_delays, wait_until
 from harness.runtime.process import (
     OWNER_ENV,
     AlreadyRunning,
@@ -24,6 +24,7 @@ from harness.runtime.process import (
     Service,
     ServiceSpec,
     ServiceStartError,
+    _wait_gone,
     attach,
     clean_stale_pid_file,
     pick_free_port,
@@ -34,6 +35,7 @@ from harness.runtime.process import (
     tail,
     write_pid_file,
 )
+from tests import strangers
 from tests.unit.procs import TOY, gone
 
 
@@ -143,19 +145,15 @@ def test_pid_file_of_a_dead_process_is_stale(tmp_path: Path, started: list[Servi
 
 def test_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     # A process that is not ours, holding a PID our file names, with another start time.
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        created = psutil.Process(stranger.pid).create_time()
+    with strangers.stranger() as other:
+        created = psutil.Process(other.pid).create_time()
         pid_file = tmp_path / "svc.pid"
-        record = a_record(pid=stranger.pid, create_time=created - 1000)
+        record = a_record(pid=other.pid, create_time=created - 1000)
         write_pid_file(pid_file, record)
         assert clean_stale_pid_file(pid_file) is True
         assert not pid_file.exists()
         stop_record(record, None, grace=0.2)
-        assert stranger.poll() is None, "the stranger must still be running"
-    finally:
-        stranger.kill()
-        stranger.wait()
+        assert other.poll() is None, "the stranger must still be running"
 
 
 def test_second_start_reports_already_running(tmp_path: Path, started: list[Service]) -> None:
@@ -295,16 +293,42 @@ def test_foreground_command_dies_with_its_parent() -> None:
     # A parent that runs a long command through run(), then is SIGKILLed.
     command = [sys.executable, TOY, str(pick_free_port()), "--no-listen"]
     script = f"from harness.runtime.process import run; run({command!r})"
-    parent = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.monotonic() + 10
-        while not psutil.Process(parent.pid).children():
-            assert time.monotonic() < deadline, "the command never started"
-            time.sleep(0.01)
-        toy = psutil.Process(parent.pid).children()[0].pid
-        parent.kill()
-        parent.wait()
-        assert gone(toy), "the command outlived its SIGKILLed parent"
-    finally:
-        parent.kill()
-        parent.wait()
+    with strangers.stranger(sys.executable, "-c", script) as parent:
+        [toy] = wait_until(
+            psutil.Process(parent.pid).children, what="the command to start", timeout=10
+        )
+        strangers.end(parent)
+        assert gone(toy.pid), "the command outlived its SIGKILLed parent"
+
+
+# ----------------------------------------------------------------------------- waiting for exits
+
+# A parent that forks a child which exits at once, and never reaps it: a zombie not ours.
+ZOMBIE_MAKER = (
+    "import os, time\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os._exit(0)\n"
+    "print(pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_zombie_that_is_not_our_child_counts_as_gone_at_once() -> None:
+    with strangers.stranger(sys.executable, "-c", ZOMBIE_MAKER, stdout=subprocess.PIPE) as parent:
+        assert parent.stdout is not None
+        zombie = psutil.Process(int(parent.stdout.readline()))
+        wait_until(lambda: zombie.status() == psutil.STATUS_ZOMBIE, what="the zombie", timeout=10)
+        began = time.monotonic()
+        assert _wait_gone([zombie], timeout=5) == []
+        assert time.monotonic() - began < 1, "no wait for a zombie only its parent can reap"
+        assert zombie.status() == psutil.STATUS_ZOMBIE, "not ours to reap"
+
+
+def test_waiting_for_exits_reaps_our_children_and_reports_the_living() -> None:
+    with strangers.stranger(sys.executable, "-c", "pass") as child, strangers.stranger() as living:
+        procs = [psutil.Process(child.pid), psutil.Process(living.pid)]
+        began = time.monotonic()
+        assert _wait_gone(procs, timeout=0.3) == [procs[1]]
+        assert time.monotonic() - began >= 0.3, "the living one was waited for"
+        assert not psutil.pid_exists(child.pid), "our exited child was reaped"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from harness.runtime import stack
 from harness.runtime.config import ConfigError, load_stack_config
 from harness.runtime.process import AlreadyRunning, ServiceStartError
+from tests import strangers
 from tests.unit.procs import TOY, gone
 
 
@@ -128,12 +127,13 @@ def test_unknown_placeholder_names_file_and_key(
 def test_stack_of_a_killed_owner_is_swept(
     tmp_path: Path, state: Path, stacks: list[stack.Stack]
 ) -> None:
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "orphan", owner_pid=owner.pid)
-    the_stack.up()
-    pids = pids_of(the_stack)
-    owner.kill()
-    owner.wait()
+    with strangers.stranger() as owner:
+        the_stack = make_stack(
+            tmp_path, stacks, toy_service("front"), "orphan", owner_pid=owner.pid
+        )
+        the_stack.up()
+        pids = pids_of(the_stack)
+        strangers.end(owner)
 
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("orphaned stack 'orphan'" in line for line in cleaned)
@@ -159,7 +159,7 @@ def test_crashed_service_leaves_a_stale_pid_file_that_is_cleaned(
     the_stack = make_stack(tmp_path, stacks, toy_service("front"))
     the_stack.up()
     [pid] = pids_of(the_stack)
-    psutil.Process(pid).kill()
+    strangers.kill(pid)
     psutil.Process(pid).wait(timeout=5)
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("stale PID file" in line for line in cleaned)
@@ -170,18 +170,20 @@ def test_persistent_stack_killed_while_starting_is_swept(
     tmp_path: Path, state: Path, stacks: list[stack.Stack]
 ) -> None:
     # `invoke up` SIGKILLed before the stack was healthy: its creator is dead, state "starting".
-    creator = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "half-up")
-    the_stack.up()
-    meta_path = the_stack.dir / "stack.json"
-    meta = json.loads(meta_path.read_text())
-    meta["state"] = "starting"
-    meta["creator"] = {"pid": creator.pid, "create_time": psutil.Process(creator.pid).create_time()}
-    meta_path.write_text(json.dumps(meta))
-    pids = pids_of(the_stack)
-    assert stack.sweep_orphans(config_path=the_stack.config.path) == [], "its creator is alive"
-    creator.kill()
-    creator.wait()
+    with strangers.stranger() as creator:
+        the_stack = make_stack(tmp_path, stacks, toy_service("front"), "half-up")
+        the_stack.up()
+        meta_path = the_stack.dir / "stack.json"
+        meta = json.loads(meta_path.read_text())
+        meta["state"] = "starting"
+        meta["creator"] = {
+            "pid": creator.pid,
+            "create_time": psutil.Process(creator.pid).create_time(),
+        }
+        meta_path.write_text(json.dumps(meta))
+        pids = pids_of(the_stack)
+        assert stack.sweep_orphans(config_path=the_stack.config.path) == [], "its creator is alive"
+        strangers.end(creator)
 
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("orphaned stack 'half-up'" in line for line in cleaned)
@@ -226,9 +228,7 @@ def test_sweep_removes_the_run_locks_of_runs_that_are_over(
     tmp_path: Path, state: Path, stacks: list[stack.Stack]
 ) -> None:
     state.mkdir(parents=True)
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()
-    over = state / f"pytest-{finished.pid}.lock"
+    over = state / f"pytest-{strangers.exited_pid()}.lock"
     over.write_text("")
     running = state / f"pytest-{os.getpid()}.lock"
     running.write_text("")

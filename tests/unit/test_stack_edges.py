@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from filelock import FileLock
 
 from harness.runtime import console, stack
 from harness.runtime.process import ProcessError, ServiceStartError, attach, port_in_use, run
+from tests import strangers
 from tests.unit.procs import gone
 from tests.unit.scene import Scene, make_scene, toy_service
 
@@ -84,10 +84,8 @@ def test_a_stack_whose_owner_is_not_an_identity_is_an_orphan(scene: Scene) -> No
 
 
 def test_a_held_run_lock_outlives_the_sweep(scene: Scene) -> None:
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()
     scene.state.mkdir(parents=True, exist_ok=True)
-    path = scene.state / f"pytest-{finished.pid}.lock"
+    path = scene.state / f"pytest-{strangers.exited_pid()}.lock"
     held = FileLock(path)
     held.acquire()
     try:

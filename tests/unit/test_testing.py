@@ -12,6 +12,7 @@ import pytest
 
 from harness.pytest import stacks as testing
 from harness.runtime import stack
+from tests import strangers
 from tests.unit.procs import gone
 from tests.unit.scene import Scene, make_scene, toy_service
 
@@ -84,6 +85,6 @@ def test_a_handle_names_dead_servers_and_shows_their_logs(scene: Scene) -> None:
     assert f"starting on port {services['back'].port}" in tails["back"]
 
     pid = services["back"].record.pid
-    psutil.Process(pid).kill()
+    strangers.kill(pid)
     assert gone(pid)
     assert handle.dead_services() == ["back"]

@@ -371,14 +371,18 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 
     A zombie counts as gone: when its parent is not us (the server outlived the process that
     started it), only its new parent can reap it, and waiting for that would stall every stop.
+    `psutil.wait_procs` would wait for such a zombie until the timeout (its PID still exists),
+    so it waits in short rounds, and zombies are dropped before each round.
     """
     deadline = time.monotonic() + timeout
     delays = backoff_delays(first=0.002, cap=0.05)
+    alive = list(procs)
     while True:
-        alive = [proc for proc in procs if _running(proc)]
-        if not alive or time.monotonic() >= deadline:
+        alive = [proc for proc in alive if _running(proc)]
+        remaining = deadline - time.monotonic()
+        if not alive or remaining <= 0:
             return alive
-        time.sleep(next(delays))
+        _, alive = psutil.wait_procs(alive, timeout=min(next(delays), remaining))
 
 
 def _running(proc: psutil.Process) -> bool:
