@@ -139,7 +139,8 @@ def test_percentiles_of_small_and_unsorted_samples() -> None:
 
 
 def test_the_open_timetable_matches_the_load_generator() -> None:
-    # The same case as loadgen.rs's the_open_timetable_warms_up_round_robin_then_alternates_slices.
+    # The same case as the load generator's
+    # the_open_timetable_warms_up_round_robin_then_alternates_slices.
     timetable = report.OpenTimetable.of(1000, 2.0, 500, 100, 2)
     assert (timetable.per_slice, timetable.slices, timetable.warmup) == (500, 4, 100)
     assert timetable.measured_per_target == 2000

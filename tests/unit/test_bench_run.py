@@ -168,7 +168,8 @@ def test_the_build_runs_cargo_in_the_root_and_a_failed_build_is_reported(
     assert bench.main(SHORT) == 1
     err = capsys.readouterr().err
     assert "cargo build failed (exit code 2)" in err
-    assert log.read_text() == (f"{scene.root} build --release --manifest-path proxy/Cargo.toml\n")
+    manifest = "--manifest-path proxy/Cargo.toml"
+    assert log.read_text() == f"{scene.root} build --release {manifest} --workspace\n"
     assert loadgen_calls(tmp_path) == []
 
 

@@ -17,7 +17,8 @@ from harness.runtime import stack
 from harness.runtime.process import signals_as_exceptions
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The smoke check's options (scripts/smoke.py's, and `invoke smoke`'s)."""
     parser = argparse.ArgumentParser(
         prog="smoke", description="Check a running switchyard stack end to end."
     )
@@ -36,7 +37,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="only the final report")
     verbosity.add_argument("--verbose", action="store_true", help="every check, passed ones too")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

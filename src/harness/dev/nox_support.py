@@ -1,9 +1,11 @@
-"""Helpers for noxfile.py: interpreter discovery, stack preparation, test reports, actionlint."""
+"""Helpers for noxfile.py: interpreter discovery, environments from the lock, stack preparation,
+pytest with its reports, actionlint and the Rust checks. `noxfile.py` only composes these."""
 
 from __future__ import annotations
 
 import glob
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from harness.runtime import paths, stack, toolchain
 WORKFLOWS = (".github/workflows/ci.yml",)
 # Where the `harness.pytest.failure_logs` pytest plugin copies a failed run's server logs.
 FAILURE_LOGS_ENV = "SWITCHYARD_FAILURE_LOGS"
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# The crate and its workspace members (the bench tools live in proxy/bench/).
+CARGO_MANIFEST = ("--manifest-path", "proxy/Cargo.toml")
 
 
 def expose_pyenv_interpreters(versions: Iterable[str]) -> None:
@@ -34,6 +39,55 @@ def _patch_level(bin_dir: str) -> tuple[int, ...]:
     """3.12.10 sorts after 3.12.9: version parts compare as numbers, not text."""
     name = Path(bin_dir).parent.name
     return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))
+
+
+def command_failed() -> type[Exception]:
+    """nox's CommandFailed: what `session.run` raises when a command fails. Imported when a
+    session runs (nox is there then), so this module imports without nox."""
+    from nox.command import CommandFailed
+
+    return CommandFailed
+
+
+def sync(session: Any, *groups: str) -> None:
+    """Install the project and the given dependency groups from the lock, nothing else; never
+    download an interpreter (unless UV_PYTHON_DOWNLOADS says otherwise)."""
+    args = ["uv", "sync", "--frozen", "--no-default-groups", "--inexact"]
+    for group in groups:
+        args += ["--group", group]
+    env = {
+        "UV_PROJECT_ENVIRONMENT": session.virtualenv.location,
+        "UV_PYTHON_DOWNLOADS": os.environ.get("UV_PYTHON_DOWNLOADS", "never"),
+    }
+    session.run_install(*args, env=env)
+
+
+def pytest(
+    session: Any,
+    report: str,
+    *args: str,
+    runner: tuple[str, ...] = ("pytest",),
+    env: dict[str, str | None] | None = None,
+) -> None:
+    """pytest (through `runner`) with JUnit XML and failure logs named after `report`;
+    arguments after `--` replace the default `-n auto`."""
+    reporting, reporting_env = pytest_reporting(report, str(session.python or THIS_PYTHON))
+    session.run(
+        *runner,
+        *args,
+        *reporting,
+        "--durations=10",
+        *(session.posargs or ["-n", "auto"]),
+        env={**reporting_env, **(env or {})},
+    )
+
+
+def rust_checks(session: Any) -> None:
+    """cargo fmt --check, clippy with warnings as errors, and the tests, of the whole workspace."""
+    session.run("cargo", "fmt", *CARGO_MANIFEST, "--all", "--check", external=True)
+    clippy = ["cargo", "clippy", *CARGO_MANIFEST, "--workspace", "--all-targets"]
+    session.run(*clippy, "--", "-D", "warnings", external=True)
+    session.run("cargo", "test", *CARGO_MANIFEST, "--workspace", external=True)
 
 
 def prepare_stack(session: Any) -> None:

@@ -2,9 +2,9 @@
 
 `scripts/bench.py`, `invoke bench` and `nox -s bench` all call `main`. Everything runs under the
 process manager, as one stack of its own (`bench-<pid>`, owned by this process): the fast
-fixed-response upstream (`proxy/src/bin/fast_upstream.rs`), switchyard with the cache off,
+fixed-response upstream (`fast_upstream` in `proxy/bench/`), switchyard with the cache off,
 switchyard with the memory cache (for the cache-hit run only), and any other proxy given with
-`--proxy-cmd`. The load generator (`proxy/src/bin/loadgen.rs`) runs in the foreground through
+`--proxy-cmd`. The load generator (`loadgen` in `proxy/bench/`) runs in the foreground through
 `harness.runtime.process.run`, once per phase, with every target interleaved slice by slice:
 
 1. open loop at each rate (default 100, 500, 1000, 2000 req/s): latency from the scheduled send
@@ -118,7 +118,8 @@ class BenchOptions:
 # --------------------------------------------------------------------------- options
 
 
-def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (scripts/bench.py's, and `invoke bench`'s)."""
     parser = argparse.ArgumentParser(
         prog="bench",
         description="Measure what switchyard adds over calling its upstream directly.",
@@ -167,7 +168,12 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     add("--no-build", action="store_true", help="do not run cargo build first")
     add("--no-plot", action="store_true", help="skip latency.png")
     add("--no-color", action="store_true", help="plain progress lines (so does NO_COLOR)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
+    options = parser()
+    args = options.parse_args(argv)
     preset = QUICK if args.quick else FULL
 
     def pick(name: str) -> Any:
@@ -180,7 +186,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
         others = other_proxies(args.proxy_cmd, args.proxy_url, args.proxy_health)
         phases = parse_phases(args.only) if args.only else list(PHASES)
     except ValueError as exc:
-        parser.error(str(exc))
+        options.error(str(exc))
     return BenchOptions(
         rates=rates,
         duration=pick("duration"),

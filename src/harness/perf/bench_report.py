@@ -2,7 +2,7 @@
 its Markdown rendering and the latency plot. No process is started here (see `harness.perf.bench`).
 
 Figures are microseconds in the data and milliseconds in the tables. A percentile is the nearest
-rank of sorted samples, as the load generator (`proxy/src/bin/loadgen.rs`) computes it.
+rank of sorted samples, as the load generator (`loadgen` in `proxy/bench/`) computes it.
 """
 
 from __future__ import annotations

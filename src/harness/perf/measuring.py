@@ -35,8 +35,10 @@ def ensure_release_binaries(
     root = paths.root()
     if build:
         toolchain.check_cargo()
-        say("building: cargo build --release (switchyard, fast_upstream, loadgen)")
+        say("building: cargo build --release --workspace (switchyard, fast_upstream, loadgen)")
+        # --workspace: the bench tools are a workspace member of their own (proxy/bench/).
         command = ["cargo", "build", "--release", "--manifest-path", "proxy/Cargo.toml"]
+        command += ["--workspace"]
         code = run(command, cwd=root)
         if code != 0:
             raise error(f"cargo build failed (exit code {code})")

@@ -3,10 +3,10 @@ latency drift, memory growth and leaked file descriptors.
 
 `scripts/soak.py` and `nox -s soak` call `main`. Everything runs under the process manager, as
 one stack of its own (`soak-<pid>`, owned by this process): the fast fixed-response upstream
-(`proxy/src/bin/fast_upstream.rs`, which holds thousands of requests per second on one core, so
+(`fast_upstream` in `proxy/bench/`, which holds thousands of requests per second on one core, so
 the upstream is never the limit) and the release build of switchyard in front of it, deployed
 as in production: tenant keys, the SQLite ledger, the memory cache, log level `info`. The load
-generator (`proxy/src/bin/loadgen.rs`) sends an open-loop load at `--rate` for `--duration`
+generator (`loadgen` in `proxy/bench/`) sends an open-loop load at `--rate` for `--duration`
 seconds with a mix of streaming, non-streaming and repeated (cache-hit) requests on both
 endpoints, and reports latency percentiles and errors per second and per window.
 

@@ -2,7 +2,7 @@
 windows, the verdict, the Markdown and the plot. No process is started here (see
 `harness.perf.soak`).
 
-Latencies are microseconds in the data (as `proxy/src/bin/loadgen.rs` reports them) and
+Latencies are microseconds in the data (as `loadgen` in `proxy/bench/` reports them) and
 milliseconds in the tables; RSS is bytes in the data, MiB and KiB in the tables.
 """
 
