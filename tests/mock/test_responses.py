@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from harness.sse import sse_events
+
 NATIVE, TRANSLATED = "mock-responses", "mock-chat"
 BOTH = pytest.mark.parametrize("model", [NATIVE, TRANSLATED])
 
@@ -92,11 +94,12 @@ def test_stream_events_are_numbered_and_have_no_done(http: httpx.Client, model: 
     body = {"model": model, "input": "count my events", "stream": True}
     with http.stream("POST", "/v1/responses", json=body) as response:
         assert response.status_code == 200
-        lines = [line for line in response.iter_lines() if line]
-    names = [line[7:] for line in lines if line.startswith("event: ")]
-    data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
-    assert "[DONE]" not in "".join(lines)
-    assert len(names) == len(data)
+        raw = response.read().decode()
+    events = sse_events(raw)
+    names = [name for name, _ in events]
+    data = [json.loads(payload) for _, payload in events]
+    assert "[DONE]" not in raw
+    assert None not in names, "every event is named"
     assert [d["type"] for d in data] == names
     assert [d["sequence_number"] for d in data] == list(range(len(data)))
 

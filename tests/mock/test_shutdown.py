@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
 
@@ -10,7 +9,9 @@ import httpx
 import pytest
 
 from harness.pytest import stacks as testing
+from harness.pytest.calls import CHAT, stream_text
 from harness.runtime.process import Service
+from harness.sse import sse_events
 
 
 @pytest.fixture
@@ -20,12 +21,6 @@ def private_proxy(stack: testing.StackHandle) -> Iterator[Service]:
     private, proxy = testing.start_private_proxy(stack, "drain")
     yield proxy
     private.down()
-
-
-def delta_text(line: str) -> str:
-    if not line.startswith("data: {"):
-        return ""
-    return "".join(c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"])
 
 
 @pytest.mark.robustness
@@ -42,10 +37,11 @@ def test_sigterm_lets_an_open_stream_finish(private_proxy: Service, tag: str) ->
         assert response.status_code == 200
         for line in response.iter_lines():
             lines.append(line)
-            if not signalled and delta_text(line):
+            if not signalled and stream_text(CHAT, "\n".join(lines)):
                 private_proxy.send_signal(signal.SIGTERM)
                 signalled = True
+    raw = "\n".join(lines)
     assert signalled
-    assert [line for line in lines if line][-1] == "data: [DONE]", "the stream ran to its end"
-    assert "".join(delta_text(line) for line in lines) == f"reply 1: {words}"
+    assert sse_events(raw)[-1] == (None, "[DONE]"), "the stream ran to its end"
+    assert stream_text(CHAT, raw) == f"reply 1: {words}"
     assert private_proxy.wait_exit(timeout=15) == 0

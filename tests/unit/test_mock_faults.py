@@ -14,16 +14,16 @@ import openai
 import pytest
 
 from harness.mock.faults import FaultSpecError, parse_fault, parse_fault_header
-from tests.unit.test_mock_fidelity import (
+from harness.pytest.mock_wire import (
     chat_body,
     chat_payloads,
-    eventually,
     log_entries,
     response_events,
     running_mock,
     sdk,
-    sse_events,
+    wire_events,
 )
+from harness.runtime.poll import wait_until
 
 CHAT_PATH, RESPONSES_PATH = "v1/chat/completions", "v1/responses"
 
@@ -89,7 +89,7 @@ def test_not_sse_puts_a_stray_line_into_an_otherwise_normal_stream(
     http: httpx.Client, upstream: str
 ) -> None:
     reply = post(http, upstream, CHAT_PATH, chat_body("a b", stream=True), "type=not_sse")
-    events = sse_events(reply.text)
+    events = wire_events(reply.text)
     stray = [event for event in events if not event.startswith("data: ")]
     assert stray == ["this line is not server-sent events"]
     assert events.index(stray[0]) == 1, "right after the role chunk (after_chunks defaults to 0)"
@@ -108,7 +108,7 @@ def test_not_sse_on_a_responses_stream_comes_after_n_deltas(
         responses_body("a b", stream=True),
         "type=not_sse;after_chunks=2",
     )
-    blocks = sse_events(reply.text)
+    blocks = wire_events(reply.text)
     stray = blocks.index("this line is not server-sent events")
     events = [block.split("\n")[0] for block in blocks]
     assert events[stray - 2 : stray] == ["event: response.output_text.delta"] * 2
@@ -125,7 +125,7 @@ def test_truncate_ends_a_chat_stream_cleanly_without_finish_or_done(
     reply = post(
         http, upstream, CHAT_PATH, chat_body("a b c", stream=True), "type=truncate;after_chunks=2"
     )
-    events = sse_events(reply.text)
+    events = wire_events(reply.text)
     assert "data: [DONE]" not in events
     payloads = chat_payloads(events)
     assert chat_text(payloads) == "reply 1:"
@@ -173,7 +173,7 @@ def test_no_done_sends_the_whole_chat_stream_but_its_done(
     http: httpx.Client, upstream: str
 ) -> None:
     body = chat_body("a b", stream=True, stream_options={"include_usage": True})
-    events = sse_events(post(http, upstream, CHAT_PATH, body, "type=no_done").text)
+    events = wire_events(post(http, upstream, CHAT_PATH, body, "type=no_done").text)
     assert "data: [DONE]" not in events
     payloads = chat_payloads(events)
     assert chat_text(payloads) == "reply 1: a b"
@@ -206,9 +206,13 @@ def test_hang_after_chunks_stops_mid_stream_until_the_client_leaves(
     ):
         for text in reply.iter_text():
             received += text
-    assert chat_text(chat_payloads(sse_events(received))) == "reply 1:"
-    entry = eventually(lambda: last_entry(http, upstream)["outcome"] == "cancelled")
-    assert entry
+    assert chat_text(chat_payloads(wire_events(received))) == "reply 1:"
+    wait_until(
+        lambda: last_entry(http, upstream)["outcome"] == "cancelled",
+        what="the request to be logged as cancelled",
+        timeout=10,
+        cap=0.02,
+    )
 
 
 def test_hang_after_chunks_without_stream_sends_half_the_body_then_waits(
@@ -250,7 +254,7 @@ def test_drip_delivers_a_normal_stream_in_small_pieces(
     raw = b"".join(pieces).decode()
     assert len(pieces) > 1
     if path == CHAT_PATH:
-        events = sse_events(raw)
+        events = wire_events(raw)
         assert events[-1] == "data: [DONE]"
         assert chat_text(chat_payloads(events)) == "reply 1: a b"
     else:

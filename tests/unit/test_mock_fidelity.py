@@ -3,14 +3,11 @@ bytes must follow docs/contracts.md section 1 (SSE framing, faults, inspection a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,19 +17,17 @@ from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
-from harness.pytest.stacks import standalone_mock
+from harness.pytest.mock_wire import (
+    cancelled_entry,
+    chat_body,
+    chat_payloads,
+    log_entries,
+    response_events,
+    running_mock,
+    sdk,
+    wire_events,
+)
 from harness.runtime.poll import wait_until
-from harness.runtime.process import Service
-
-
-@contextlib.contextmanager
-def running_mock(workdir: Path) -> Iterator[tuple[str, Service]]:
-    """A mock started through its CLI by the process manager; always stopped on exit."""
-    service = standalone_mock(workdir)
-    try:
-        yield service.url, service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -53,42 +48,6 @@ def upstream(tag: str) -> str:
     return "up-" + tag
 
 
-def sdk(mock_url: str, upstream: str, tag: str | None = None, **options: Any) -> openai.OpenAI:
-    headers = {"x-mock-tag": tag} if tag else None
-    return openai.OpenAI(
-        base_url=f"{mock_url}/{upstream}/v1",
-        api_key="sk-test-key",
-        max_retries=0,
-        default_headers=headers,
-        **options,
-    )
-
-
-def chat_body(text: str = "hello world", **extra: Any) -> dict[str, Any]:
-    return {"model": "mock-chat", "messages": [{"role": "user", "content": text}], **extra}
-
-
-def sse_events(raw: str) -> list[str]:
-    """Split an SSE body into events; every event must end with a blank line."""
-    assert raw.endswith("\n\n"), raw[-200:]
-    return raw[:-2].split("\n\n")
-
-
-def chat_payloads(events: list[str]) -> list[dict[str, Any]]:
-    assert all(event.startswith("data: ") for event in events)
-    return [json.loads(event[len("data: ") :]) for event in events if event != "data: [DONE]"]
-
-
-def response_events(raw: str) -> list[tuple[str, dict[str, Any]]]:
-    parsed = []
-    for event in sse_events(raw):
-        event_line, data_line = event.split("\n")
-        assert event_line.startswith("event: ")
-        assert data_line.startswith("data: ")
-        parsed.append((event_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
-    return parsed
-
-
 def read_until_broken(http: httpx.Client, path: str, body: dict[str, Any], **kw: Any) -> bytes:
     """The bytes of a streamed body that must end in a broken connection."""
     received = bytearray()
@@ -97,21 +56,6 @@ def read_until_broken(http: httpx.Client, path: str, body: dict[str, Any], **kw:
         for chunk in reply.iter_raw():
             received += chunk
     return bytes(received)
-
-
-def log_entries(http: httpx.Client, **selectors: Any) -> list[dict[str, Any]]:
-    reply = http.get("/_mock/requests", params=selectors)
-    assert reply.status_code == 200
-    return reply.json()["requests"]
-
-
-def cancelled_entry(http: httpx.Client, upstream: str) -> dict[str, Any]:
-    """The log entry of a request the client gave up on (logged once the mock notices)."""
-
-    def cancelled() -> list[dict[str, Any]]:
-        return [e for e in log_entries(http, upstream=upstream) if e["outcome"] == "cancelled"]
-
-    return wait_until(cancelled, what="a request logged as cancelled", timeout=10, cap=0.02)[0]
 
 
 def add_rule(http: httpx.Client, **rule: Any) -> str:
@@ -191,7 +135,7 @@ def test_chat_stream_wire_framing_without_usage(http, upstream):
     reply = http.post(f"/{upstream}/v1/chat/completions", json=chat_body("a b", stream=True))
     assert reply.headers["content-type"].startswith("text/event-stream")
     assert reply.headers["x-mock-upstream"] == upstream
-    events = sse_events(reply.text)
+    events = wire_events(reply.text)
     assert events[-1] == "data: [DONE]"
     chunks = chat_payloads(events)
     assert [chunk["choices"][0]["delta"] for chunk in chunks] == [
@@ -212,7 +156,7 @@ def test_chat_stream_wire_framing_without_usage(http, upstream):
 
 def test_chat_stream_wire_usage_chunk_only_with_include_usage(http, upstream):
     body = chat_body("a b", stream=True, stream_options={"include_usage": True}, max_tokens=2)
-    events = sse_events(http.post(f"/{upstream}/v1/chat/completions", json=body).text)
+    events = wire_events(http.post(f"/{upstream}/v1/chat/completions", json=body).text)
     chunks = chat_payloads(events)
     assert events[-1] == "data: [DONE]"
     assert all(chunk["usage"] is None for chunk in chunks[:-1])
@@ -481,7 +425,7 @@ def test_disconnect_fault_cuts_the_stream_after_n_content_chunks(http, upstream)
         chat_body("a b c d", stream=True),
         headers={"x-mock-fault": "type=disconnect;after_chunks=3"},
     )
-    events = sse_events(received.decode())
+    events = wire_events(received.decode())
     assert "data: [DONE]" not in events
     chunks = chat_payloads(events)
     assert [chunk["choices"][0]["delta"].get("content") for chunk in chunks] == [
@@ -518,7 +462,7 @@ def test_malformed_chunk_is_injected_and_the_stream_still_ends_normally(http, up
         f"/{upstream}/v1/chat/completions",
         json={**chat_body("a b", stream=True), "model": "fault-malformed"},
     )
-    events = sse_events(reply.text)
+    events = wire_events(reply.text)
     assert events.index("data: {not json") == 3  # role chunk, then 2 content chunks
     events.remove("data: {not json")
     assert events[-1] == "data: [DONE]"
@@ -531,7 +475,7 @@ def test_malformed_chunk_is_injected_and_the_stream_still_ends_normally(http, up
 
 def test_chat_stream_error_ends_the_stream_with_an_error_event(mock_url, http, upstream):
     body = {**chat_body("a b c", stream=True), "model": "fault-stream-error"}
-    events = sse_events(http.post(f"/{upstream}/v1/chat/completions", json=body).text)
+    events = wire_events(http.post(f"/{upstream}/v1/chat/completions", json=body).text)
     assert "data: [DONE]" not in events
     payloads = chat_payloads(events)
     assert len(payloads) == 4
@@ -567,7 +511,7 @@ def test_mid_stream_fault_beyond_the_reply_fires_after_the_last_word(http, upstr
         json=chat_body("a", stream=True),
         headers={"x-mock-fault": "type=stream_error;after_chunks=50"},
     )
-    payloads = chat_payloads(sse_events(reply.text))
+    payloads = chat_payloads(wire_events(reply.text))
     assert "error" in payloads[-1]
     assert "".join(p["choices"][0]["delta"].get("content", "") for p in payloads[:-1]) == (
         "reply 1: a"
@@ -595,7 +539,7 @@ def test_latency_fault_delays_a_normal_answer(http, upstream):
         headers={"x-mock-fault": "type=latency;first_byte_ms=150;between_chunks_ms=30"},
     )
     elapsed = time.monotonic() - started
-    events = sse_events(reply.text)
+    events = wire_events(reply.text)
     assert events[-1] == "data: [DONE]"
     # A lower bound only: the mock cannot answer before its own sleeps are over.
     assert elapsed >= 0.150 + 0.030 * (len(events) - 1)
