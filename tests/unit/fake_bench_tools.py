@@ -22,7 +22,6 @@ import argparse
 import http.client
 import itertools
 import json
-import math
 import os
 import signal
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.compat import tomllib
+from harness.perf.bench_report import percentile
 
 REQUESTS_PER_TARGET = 3
 CACHE_HEADER = "x-switchyard-cache"
@@ -178,18 +178,14 @@ def serve(argv: list[str]) -> None:
 
 def figures(values: list[float]) -> dict[str, Any]:
     ordered = sorted(values) or [0.0]
-
-    def rank(q: float) -> float:
-        return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
-
     return {
         "count": len(values),
         "min": ordered[0],
         "mean": sum(ordered) / len(ordered),
-        "p50": rank(50),
-        "p90": rank(90),
-        "p99": rank(99),
-        "p999": rank(99.9),
+        "p50": percentile(ordered, 50),
+        "p90": percentile(ordered, 90),
+        "p99": percentile(ordered, 99),
+        "p999": percentile(ordered, 99.9),
         "max": ordered[-1],
     }
 

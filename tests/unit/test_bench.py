@@ -344,7 +344,7 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
 
 
 def test_results_are_written(tmp_path: Path) -> None:
-    written = bench.write_results(a_result(), tmp_path / "out", want_plot=False)
+    written = bench.RESULTS.write(a_result(), tmp_path / "out", plot=False)
     assert [path.name for path in written] == ["bench.json", "bench.md"]
     assert json.loads((tmp_path / "out" / "bench.json").read_text())["schema"] == 1
 

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from harness.perf import bench, measuring
+from harness.perf import bench, measuring, sampler
 from harness.perf import bench_report as report
 from harness.runtime import stack
 from harness.runtime.process import pick_free_port
@@ -334,39 +334,39 @@ def test_proxy_stats_are_none_unless_a_json_200() -> None:
 
 def test_cpu_and_rss_of_a_process_tree() -> None:
     me = os.getpid()
-    assert bench.tree_processes(me)[0].pid == me
-    assert bench.tree_cpu(me) > 0
+    assert sampler.tree_processes(me)[0].pid == me
+    assert sampler.cpu_seconds(me) > 0
     finished = psutil.Popen([sys.executable, "-c", "pass"])
     finished.wait()
-    assert bench.tree_processes(finished.pid) == []
-    assert bench.tree_cpu(finished.pid) == 0.0
+    assert sampler.tree_processes(finished.pid) == []
+    assert sampler.cpu_seconds(finished.pid) == 0.0
 
-    sampler = bench.RssSampler({"me": me, "gone": finished.pid}, interval=0.01)
-    now = sampler.now()
-    assert now["me"] is not None and now["me"] >= psutil.Process(me).memory_info().rss // 2
+    watching = sampler.Sampler({"me": me, "gone": finished.pid}, interval=0.01)
+    now = watching.now()
+    assert now["me"] is not None and now["me"].rss >= psutil.Process(me).memory_info().rss // 2
     assert now["gone"] is None
-    sampler.start()
+    watching.start()
     try:
         for _ in range(500):
-            if sampler.samples["me"]:
+            if watching.samples["me"]:
                 break
             threading.Event().wait(0.01)
     finally:
-        sampler.stop()
-    assert sampler.samples["me"] and all(rss > 0 for rss in sampler.samples["me"])
-    assert sampler.samples["gone"] == []
-    assert not sampler._thread.is_alive()
+        watching.stop()
+    assert watching.rss("me") and all(rss > 0 for rss in watching.rss("me"))
+    assert watching.samples["gone"] == []
+    assert not watching._thread.is_alive()
 
 
 def test_rss_of_a_tree_that_exits_after_it_was_resolved_is_none() -> None:
     child = psutil.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        sampler = bench.RssSampler({"child": child.pid}, refresh=60.0)
-        assert sampler.now()["child"] is not None, "resolved while it runs"
+        watching = sampler.Sampler({"child": child.pid}, refresh=60.0)
+        assert watching.now()["child"] is not None, "resolved while it runs"
     finally:
         child.kill()
         child.wait()
-    assert sampler.now()["child"] is None, "the same (resolved) tree, gone"
+    assert watching.now()["child"] is None, "the same (resolved) tree, gone"
 
 
 def test_machine_info_and_notes() -> None:

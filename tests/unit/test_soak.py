@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness.compat import tomllib
-from harness.perf import soak
+from harness.perf import measuring, soak
 from harness.perf import soak_report as report
 
 MIB = 1024 * 1024
@@ -154,7 +154,7 @@ def test_no_samples_make_an_empty_trend() -> None:
 
 def test_the_last_json_line_is_the_summary() -> None:
     lines = ["warming up", json.dumps({"targets": [{"n": 1}]}), json.dumps(a_summary())]
-    assert report.parse_loadgen(lines)["mix"] == {"whole": 60, "stream": 40}
+    assert measuring.parse_loadgen(lines)["mix"] == {"whole": 60, "stream": 40}
 
 
 @pytest.mark.parametrize(
@@ -167,8 +167,8 @@ def test_the_last_json_line_is_the_summary() -> None:
     ],
 )
 def test_a_summary_that_is_missing_or_broken_is_an_error(lines: list[str], message: str) -> None:
-    with pytest.raises(report.LoadgenOutputError, match=message):
-        report.parse_loadgen(lines)
+    with pytest.raises(measuring.LoadgenOutputError, match=message):
+        measuring.parse_loadgen(lines)
 
 
 def test_timelines_become_window_rows() -> None:
@@ -288,7 +288,7 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
 
 
 def test_results_are_written(tmp_path: Path) -> None:
-    written = soak.write_results(a_result(), tmp_path / "out", want_plot=False)
+    written = soak.RESULTS.write(a_result(), tmp_path / "out", plot=False)
     assert [path.name for path in written] == ["soak.json", "soak.md"]
     assert json.loads(written[0].read_text())["requests"]["completed"] == 6000
     assert written[1].read_text().startswith("## Soak")

@@ -22,25 +22,23 @@ Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import os
 import re
 import shlex
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
-
 from harness.perf import bench_report as report
 from harness.perf import measuring
+from harness.perf.results import Results
+from harness.perf.sampler import Reading, Sampler, cpu_seconds
 from harness.runtime import paths
-from harness.runtime.config import ServiceConfig, StackConfig
-from harness.runtime.process import HealthCheck, ProcessError, run, signals_as_exceptions
+from harness.runtime.config import ServiceConfig, toml_document
+from harness.runtime.process import HealthCheck, ProcessError
 from harness.runtime.stack import Stack
 
 UPSTREAM = "upstream"
@@ -304,61 +302,32 @@ def proxy_config(model: str, cache: bool) -> str:
     """switchyard's config: the fast upstream only, in-memory ledger; cache off or in memory.
     `${upstream.url}` is filled in by the stack once the upstream has its port."""
     cache_table = (
-        'backend = "memory"\nttl_seconds = 3600\nmax_entries = 10000'
+        {"backend": "memory", "ttl_seconds": 3600, "max_entries": 10000}
         if cache
-        else 'backend = "off"'
+        else {"backend": "off"}
     )
-    return f"""# Rendered by the benchmark (harness.perf.bench).
-[server]
-bind = "127.0.0.1"
-port = 0
-shutdown_grace_ms = 2000
-
-[cache]
-{cache_table}
-
-[ledger]
-backend = "memory"
-
-[[upstreams]]
-name = "fast"
-base_url = "${{upstream.url}}/v1"
-responses = false
-
-[[models]]
-name = {json.dumps(model)}
-upstreams = ["fast"]
-"""
+    sections = {
+        "server": {"bind": "127.0.0.1", "port": 0, "shutdown_grace_ms": 2000},
+        "cache": cache_table,
+        "ledger": {"backend": "memory"},
+        "upstreams": [{"name": "fast", "base_url": "${upstream.url}/v1", "responses": False}],
+        "models": [{"name": model, "upstreams": ["fast"]}],
+    }
+    return toml_document(sections, comment="Rendered by the benchmark (harness.perf.bench).")
 
 
 def bench_stack(options: BenchOptions, bins: dict[str, Path], stack_id: str) -> Stack:
     """The benchmark's own stack: upstream, switchyard, switchyard-cache, other proxies."""
-    root = paths.root()
-    http = HealthCheck("http", "/health")
-    proxy_command = [str(bins["switchyard"]), "--config", "${config}", "--port", "0"]
-    proxy_command += ["--port-file", "${port_file}"]
-    upstream_command = [str(bins["fast_upstream"]), "--port", "0", "--port-file", "${port_file}"]
-    upstream_command += ["--chunk-interval-us", str(options.chunk_interval_us)]
-    upstream_command += ["--workers", str(options.upstream_workers)]
+    upstream = (options.chunk_interval_us, options.upstream_workers)
     services = {
-        UPSTREAM: ServiceConfig(name=UPSTREAM, command=upstream_command, health=http),
-        report.SWITCHYARD: ServiceConfig(
-            name=report.SWITCHYARD,
-            command=proxy_command,
-            health=http,
-            env={"SWITCHYARD_LOG": options.proxy_log},
-            stop_grace=5.0,
-        ),
-        report.SWITCHYARD_CACHE: ServiceConfig(
-            name=report.SWITCHYARD_CACHE,
-            command=proxy_command,
-            health=http,
-            env={"SWITCHYARD_LOG": options.proxy_log},
-            stop_grace=5.0,
+        UPSTREAM: measuring.upstream_service(UPSTREAM, bins, *upstream),
+        report.SWITCHYARD: measuring.proxy_service(report.SWITCHYARD, bins, options.proxy_log),
+        report.SWITCHYARD_CACHE: measuring.proxy_service(
+            report.SWITCHYARD_CACHE, bins, options.proxy_log
         ),
     }
     if options.control:
-        services[CONTROL] = ServiceConfig(name=CONTROL, command=upstream_command, health=http)
+        services[CONTROL] = measuring.upstream_service(CONTROL, bins, *upstream)
     for other in options.others:
         if other.command is not None:
             services[other.name] = ServiceConfig(
@@ -368,14 +337,7 @@ def bench_stack(options: BenchOptions, bins: dict[str, Path], stack_id: str) -> 
                 port="pick",
                 startup_timeout=60.0,
             )
-    config = StackConfig(
-        path=Path("<benchmark stack>"),
-        root=root,
-        services=services,
-        proxy=report.SWITCHYARD,
-        mock=None,
-    )
-    bench = Stack(config, stack_id, owner_pid=os.getpid())
+    bench = measuring.own_stack("benchmark", services, report.SWITCHYARD, stack_id)
     bench.config_texts[report.SWITCHYARD] = proxy_config(options.model, cache=False)
     bench.config_texts[report.SWITCHYARD_CACHE] = proxy_config(options.model, cache=True)
     return bench
@@ -386,76 +348,6 @@ def ensure_binaries(options: BenchOptions, say: Callable[[str], None]) -> dict[s
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def tree_processes(pid: int) -> list[psutil.Process]:
-    try:
-        proc = psutil.Process(pid)
-        return [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def tree_cpu(pid: int) -> float:
-    """User plus system CPU seconds of a process and its descendants so far."""
-    total = 0.0
-    for proc in tree_processes(pid):
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
-
-
-class RssSampler:
-    """Samples the RSS of some process trees every `interval` seconds on a thread of its own.
-
-    Cheap on purpose: on a 2-CPU machine a sampler that walks /proc at every tick steals enough
-    CPU, in bursts, to show in the proxy's p99. Each tree is resolved once (and again every
-    `refresh` seconds, for a command that forks late); a tick reads each process's statm.
-    """
-
-    def __init__(self, pids: dict[str, int], interval: float = 0.1, refresh: float = 5.0):
-        self.pids = pids
-        self.interval = interval
-        self.refresh = refresh
-        self.samples: dict[str, list[int]] = {name: [] for name in pids}
-        self._trees: dict[str, list[psutil.Process]] = {}
-        self._resolved_at = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
-
-    def now(self) -> dict[str, int | None]:
-        if time.monotonic() - self._resolved_at > self.refresh:
-            self._trees = {name: tree_processes(pid) for name, pid in self.pids.items()}
-            self._resolved_at = time.monotonic()
-        return {name: _rss_sum(self._trees.get(name, [])) for name in self.pids}
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            for name, rss in self.now().items():
-                if rss is not None:
-                    self.samples[name].append(rss)
-
-
-def _rss_sum(procs: list[psutil.Process]) -> int | None:
-    total, found = 0, False
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-            found = True
-        except psutil.Error:
-            continue
-    return total if found else None
 
 
 @dataclass
@@ -472,26 +364,13 @@ class Loadgen:
             command += ["--target", f"{name}={url}"]
         command += ["--model", self.options.model, "--timeout-ms", str(self.options.timeout_ms)]
         command += ["--threads", str(self.options.loadgen_threads), *extra]
-        lines: list[str] = []
-        code = run(command, on_output=lines.append)
-        if code != 0:
-            tail = "\n".join(lines[-20:])
-            raise BenchError(f"the load generator failed (exit code {code}):\n{tail}")
-        for line in reversed(lines):
-            if line.startswith("{"):
-                return dict(json.loads(line))
-        raise BenchError("the load generator printed no JSON summary:\n" + "\n".join(lines[-20:]))
+        return measuring.run_loadgen(command, BenchError)
 
 
 def check_target(name: str, url: str, model: str) -> None:
     """One request, before any load: a 200 with a chat completion and its usage."""
     body = {"model": model, "messages": [{"role": "user", "content": "ready?"}]}
-    try:
-        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
-    except httpx.HTTPError as exc:
-        raise BenchError(f"{name} at {url}: {exc.__class__.__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise BenchError(f"{name} at {url}: HTTP {response.status_code}: {response.text[:300]}")
+    response = measuring.check_ready(url, f"{name} at {url}", body, BenchError)
     try:
         reply = response.json()
         usage_ok = reply["usage"]["total_tokens"] > 0 and reply["choices"]
@@ -528,80 +407,32 @@ def run_bench(options: BenchOptions, say: Callable[[str], None]) -> dict[str, An
     bins = ensure_binaries(options, say)
     bench = bench_stack(options, bins, f"bench-{os.getpid()}")
     machine = measuring.machine_info()
-    sampler: RssSampler | None = None
-    with signals_as_exceptions():
-        try:
-            say(f"starting the stack {bench.id}: {', '.join(bench.config.services)}")
-            services = bench.up()
-            urls = {name: service.url for name, service in services.items()}
-            targets = [(report.DIRECT, urls[UPSTREAM])]
-            targets += [(report.SWITCHYARD, urls[report.SWITCHYARD])]
-            targets += [(CONTROL, urls[CONTROL])] if options.control else []
-            targets += [(other.name, other.url or urls[other.name]) for other in options.others]
-            cache_targets = [*targets[:2], (report.SWITCHYARD_CACHE, urls[report.SWITCHYARD_CACHE])]
-            for name, url in [*targets, cache_targets[-1]]:
-                check_target(name, url, options.model)
-            started_pids = {
-                name: services[name].record.pid
-                for name, _ in targets
-                if name in services and name != report.DIRECT
-            }
-            sampler = RssSampler(started_pids)
-            idle = sampler.now()
-            say(f"the load takes about {estimate_seconds(options, len(targets)):.0f} s")
-            sampler.start()
-            loadgen = Loadgen(bins["loadgen"], options, say)
-            open_loop = [
-                open_loop_run(loadgen, options, rate, targets, started_pids, say)
-                for rate in (options.rates if "open" in options.phases else [])
-            ]
-            closed_entry = streamed = cached = None
-            if "closed" in options.phases:
-                say(f"closed loop, concurrency {options.concurrency}")
-                closed = loadgen(
-                    targets,
-                    *phase_args(options, options.closed_duration),
-                    "--mode",
-                    "closed",
-                    "--concurrency",
-                    str(options.concurrency),
-                )
-                closed_entry = {
-                    "concurrency": options.concurrency,
-                    "targets": report.by_name(closed),
-                    "wall_s": closed.get("wall_s"),
-                }
-            if "stream" in options.phases:
-                say(f"streaming, {options.stream_rate:g} streams/s")
-                summary = loadgen(
-                    targets,
-                    *phase_args(options, options.stream_duration),
-                    "--rate",
-                    str(options.stream_rate),
-                    "--stream",
-                )
-                streamed = report.stream_entry(options.stream_rate, summary)
-            if "cache" in options.phases:
-                say(f"cache hits, {options.cache_rate:g} req/s")
-                summary = loadgen(
-                    cache_targets,
-                    *phase_args(options, options.cache_duration),
-                    "--rate",
-                    str(options.cache_rate),
-                )
-                cached = report.cache_entry(options.cache_rate, summary)
-            sampler.stop()
-            time.sleep(1.0)
-            after = sampler.now()
-            stats = measuring.proxy_stats(urls[report.SWITCHYARD])
-        finally:
-            if sampler is not None:
-                sampler.stop()
-            say(f"stopping the stack {bench.id}")
-            bench.down()
+    with measuring.stack_running(bench, say) as services:
+        urls = {name: service.url for name, service in services.items()}
+        targets = [(report.DIRECT, urls[UPSTREAM])]
+        targets += [(report.SWITCHYARD, urls[report.SWITCHYARD])]
+        targets += [(CONTROL, urls[CONTROL])] if options.control else []
+        targets += [(other.name, other.url or urls[other.name]) for other in options.others]
+        cache_targets = [*targets[:2], (report.SWITCHYARD_CACHE, urls[report.SWITCHYARD_CACHE])]
+        for name, url in [*targets, cache_targets[-1]]:
+            check_target(name, url, options.model)
+        started_pids = {
+            name: services[name].record.pid
+            for name, _ in targets
+            if name in services and name != report.DIRECT
+        }
+        sampler = Sampler(started_pids)
+        idle = sampler.now()
+        say(f"the load takes about {estimate_seconds(options, len(targets)):.0f} s")
+        loadgen = Loadgen(bins["loadgen"], options, say)
+        with sampler:
+            phases = run_phases(loadgen, options, targets, cache_targets, started_pids, say)
+        time.sleep(1.0)  # not a wait for anything: the RSS after the load has settled
+        after = sampler.now()
+        stats = measuring.proxy_stats(urls[report.SWITCHYARD])
     machine["loadavg_after"] = [round(value, 2) for value in os.getloadavg()]
     memory = {
-        name: report.memory_entry(idle[name], sampler.samples[name], after[name])
+        name: report.memory_entry(_rss(idle[name]), sampler.rss(name), _rss(after[name]))
         for name in started_pids
     }
     described = [{"name": name, "url": url} for name, url in targets]
@@ -609,14 +440,55 @@ def run_bench(options: BenchOptions, say: Callable[[str], None]) -> dict[str, An
         machine=machine,
         options=options_record(options),
         targets=described,
-        open_loop=open_loop,
-        closed_loop=closed_entry,
-        streaming=streamed,
-        cache=cached,
         memory=memory,
         proxy_stats=stats,
-        notes=notes(machine, options) + report.noise_notes(open_loop, CONTROL),
+        notes=notes(machine, options) + report.noise_notes(phases["open_loop"], CONTROL),
+        **phases,
     )
+
+
+def _rss(reading: Reading | None) -> int | None:
+    return None if reading is None else reading.rss
+
+
+def run_phases(
+    loadgen: Loadgen,
+    options: BenchOptions,
+    targets: Sequence[tuple[str, str]],
+    cache_targets: Sequence[tuple[str, str]],
+    pids: dict[str, int],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The phases asked for, as the result document's open_loop, closed_loop, streaming and
+    cache entries (None for a phase left out)."""
+    open_loop = [
+        open_loop_run(loadgen, options, rate, targets, pids, say)
+        for rate in (options.rates if "open" in options.phases else [])
+    ]
+    phases: dict[str, Any] = {"open_loop": open_loop}
+    phases["closed_loop"] = phases["streaming"] = phases["cache"] = None
+    if "closed" in options.phases:
+        say(f"closed loop, concurrency {options.concurrency}")
+        concurrency = ["--concurrency", str(options.concurrency)]
+        timing = phase_args(options, options.closed_duration)
+        closed = loadgen(targets, *timing, "--mode", "closed", *concurrency)
+        phases["closed_loop"] = {
+            "concurrency": options.concurrency,
+            "targets": report.by_name(closed),
+            "wall_s": closed.get("wall_s"),
+        }
+    if "stream" in options.phases:
+        say(f"streaming, {options.stream_rate:g} streams/s")
+        rate, duration = options.stream_rate, options.stream_duration
+        summary = rated(loadgen, options, targets, rate, duration, "--stream")
+        phases["streaming"] = report.stream_entry(rate, summary)
+    if "cache" in options.phases:
+        say(f"cache hits, {options.cache_rate:g} req/s")
+        rate, duration = options.cache_rate, options.cache_duration
+        phases["cache"] = report.cache_entry(
+            rate, rated(loadgen, options, cache_targets, rate, duration)
+        )
+    return phases
 
 
 def phase_args(options: BenchOptions, duration: float) -> list[str]:
@@ -630,6 +502,18 @@ def phase_args(options: BenchOptions, duration: float) -> list[str]:
     ]
 
 
+def rated(
+    loadgen: Loadgen,
+    options: BenchOptions,
+    targets: Sequence[tuple[str, str]],
+    rate: float,
+    duration: float,
+    *extra: str,
+) -> dict[str, Any]:
+    """An open-loop phase at `rate` for `duration` seconds per target."""
+    return loadgen(targets, *phase_args(options, duration), "--rate", str(rate), *extra)
+
+
 def open_loop_run(
     loadgen: Loadgen,
     options: BenchOptions,
@@ -639,13 +523,15 @@ def open_loop_run(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     say(f"open loop, {rate:g} req/s, {options.duration:g} s per target")
-    cpu_before = {name: tree_cpu(pid) for name, pid in pids.items()}
-    summary = loadgen(targets, *phase_args(options, options.duration), "--rate", str(rate))
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    summary = rated(loadgen, options, targets, rate, options.duration)
     timetable = report.OpenTimetable.of(
         rate, options.duration, options.slice_ms, options.warmup_ms, len(targets)
     )
     cpu = {
-        name: report.cpu_per_request_us(tree_cpu(pid) - cpu_before[name], timetable.sent_per_target)
+        name: report.cpu_per_request_us(
+            cpu_seconds(pid) - cpu_before[name], timetable.sent_per_target
+        )
         for name, pid in pids.items()
     }
     entry = report.open_loop_entry(rate, summary, cpu)
@@ -670,12 +556,7 @@ def notes(machine: dict[str, Any], options: BenchOptions) -> list[str]:
         f"{machine.get('cpus')} CPUs; overhead = proxy percentile minus direct percentile, "
         "measured interleaved in the same run.",
     ]
-    before = machine.get("loadavg_before") or [0.0]
-    if before[0] > 0.5:
-        found.append(
-            f"The machine was not idle at the start (load average {before[0]:.2f}): "
-            "other work shared its CPUs, the tails (p99, max) are noisier for it."
-        )
+    found += measuring.busy_note(machine)
     if options.control:
         found.append(
             f"`{CONTROL}` is a second copy of the upstream measured like a proxy: what it "
@@ -689,22 +570,19 @@ def notes(machine: dict[str, Any], options: BenchOptions) -> list[str]:
 # --------------------------------------------------------------------------- output
 
 
-def write_results(result: dict[str, Any], directory: Path, want_plot: bool) -> list[Path]:
-    plot = report.plot if want_plot else None
-    return measuring.write_results(
-        result, directory, ("bench.json", "bench.md", "latency.png"), report.markdown, plot
-    )
+RESULTS = Results(
+    "bench.json",
+    "bench.md",
+    "latency.png",
+    report.markdown,
+    report.plot,
+    expects_plot=lambda result: bool(result["open_loop"]),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    reporter = measuring.Reporter("bench", options.no_color)
-    result = reporter.run(lambda say: run_bench(options, say))
-    if isinstance(result, int):
-        return result
-    written = write_results(result, options.results, options.plot)
-    plotted = any(path.suffix == ".png" for path in written)
-    if options.plot and result["open_loop"] and not plotted:
-        reporter.say("no latency.png: matplotlib is missing (the `bench` dependency group)")
-    reporter.publish(report.markdown(result), written)
-    return 0
+    measure = functools.partial(run_bench, options)
+    return measuring.main(
+        "bench", options.no_color, measure, RESULTS, options.results, options.plot
+    )

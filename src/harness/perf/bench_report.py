@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.perf.markdown import table
+from harness.perf.results import pyplot, save
+
 SCHEMA_VERSION = 1
 DIRECT = "direct"
 SWITCHYARD = "switchyard"
@@ -298,12 +301,6 @@ def ms(us: float | None, signed: bool = False) -> str:
     return f"{us / 1000:+.3f}" if signed else f"{us / 1000:.3f}"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _errors(figures: Mapping[str, Any]) -> str:
     if not figures["errors"]:
         return "0"
@@ -337,7 +334,7 @@ def _open_loop(result: Mapping[str, Any]) -> list[str]:
                     ms(figures["send_lag_us"]["p99"]),
                 ]
             )
-    lines += _table(header, rows)
+    lines += table(header, rows)
     saturated_rates = [f"{run['rate']:g}" for run in result["open_loop"] if run["direct_saturated"]]
     if saturated_rates:
         lines += [
@@ -384,7 +381,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             ]
             for name, figures in closed["targets"].items()
         ]
-        lines += _table(["target", "requests/s", "errors", "p50", "p99"], rows)
+        lines += table(["target", "requests/s", "errors", "p50", "p99"], rows)
     streaming = result.get("streaming")
     if streaming:
         lines += ["", f"## Streaming at {streaming['rate']:g}/s (ms)", ""]
@@ -409,7 +406,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             )
         header = ["target", "errors", "TTFT p50", "TTFT p99", "gap p50", "gap p99", "gap max"]
         header += ["added TTFT p50", "added TTFT p99", "added gap p50", "added gap p99"]
-        lines += _table(header, rows)
+        lines += table(header, rows)
     cache = result.get("cache")
     if cache:
         lines += ["", f"## Cache hits at {cache['rate']:g}/s (ms)", ""]
@@ -419,7 +416,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             hits = f"{figures['cache_hits']}/{figures['ok']}"
             figures_ms = [ms(latency[key]) for key in ("p50", "p99", "max")]
             rows.append([name, hits, _errors(figures), *figures_ms])
-        lines += _table(["target", "hits", "errors", "p50", "p99", "max"], rows)
+        lines += table(["target", "hits", "errors", "p50", "p99", "max"], rows)
         for name in (DIRECT, SWITCHYARD):
             versus = cache.get(f"vs_{name}")
             if versus:
@@ -440,7 +437,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             ]
             for name, figures in result["memory"].items()
         ]
-        lines += _table(["process", "idle", "under load (p50)", "peak", "after"], rows)
+        lines += table(["process", "idle", "under load (p50)", "peak", "after"], rows)
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"
@@ -460,15 +457,9 @@ def _loadavg(values: Sequence[float] | None) -> str:
 def plot(result: Mapping[str, Any], path: Path) -> bool:
     """Latency percentiles per rate, every target on one panel per rate (log scale), as a PNG.
     False when matplotlib is not installed (the `bench` dependency group)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    plt = pyplot()
     runs = result["open_loop"]
-    if not runs:
+    if plt is None or not runs:
         return False
     columns = min(len(runs), 4)
     rows = -(-len(runs) // columns)
@@ -492,8 +483,4 @@ def plot(result: Mapping[str, Any], path: Path) -> bool:
         axes[index // columns][index % columns].axis("off")
     axes[0][0].legend()
     figure.suptitle("Latency percentiles: direct to the upstream against through the proxy")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+    return save(plt, figure, path)

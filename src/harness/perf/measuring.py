@@ -1,5 +1,6 @@
 """What the benchmark (`harness.perf.bench`) and the soak (`harness.perf.soak`) share: the release
-binaries they run, the machine they ran on, the proxy's /stats, and how a run is reported."""
+binaries they run, their stack's lifetime, the readiness request, the load generator's run and
+summary, the machine they ran on, the proxy's /stats, and how a run is reported."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,14 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from harness.perf.results import Results
 from harness.runtime import paths, toolchain
-from harness.runtime.config import ConfigError
-from harness.runtime.process import ProcessError, run
+from harness.runtime.config import ConfigError, ServiceConfig, StackConfig
+from harness.runtime.process import HealthCheck, ProcessError, Service, run, signals_as_exceptions
+from harness.runtime.stack import Stack
 
 BINARIES = ("switchyard", "fast_upstream", "loadgen")
+HTTP_HEALTH = HealthCheck("http", "/health")
 
 Say = Callable[[str], None]
 
@@ -49,6 +54,42 @@ def ensure_release_binaries(
     return bins
 
 
+def upstream_service(
+    name: str, bins: Mapping[str, Path], chunk_interval_us: int, workers: int
+) -> ServiceConfig:
+    """The fast fixed-response upstream, pausing `chunk_interval_us` between streamed events."""
+    command = [str(bins["fast_upstream"]), "--port", "0", "--port-file", "${port_file}"]
+    command += ["--chunk-interval-us", str(chunk_interval_us), "--workers", str(workers)]
+    return ServiceConfig(name=name, command=command, health=HTTP_HEALTH)
+
+
+def proxy_service(name: str, bins: Mapping[str, Path], log_level: str) -> ServiceConfig:
+    """The release switchyard, on the config the stack renders for it."""
+    command = [str(bins["switchyard"]), "--config", "${config}", "--port", "0"]
+    command += ["--port-file", "${port_file}"]
+    env = {"SWITCHYARD_LOG": log_level}
+    return ServiceConfig(name=name, command=command, health=HTTP_HEALTH, env=env, stop_grace=5.0)
+
+
+def own_stack(what: str, services: dict[str, ServiceConfig], proxy: str, stack_id: str) -> Stack:
+    """A stack of these services only, owned by this process."""
+    config = StackConfig(
+        path=Path(f"<{what} stack>"), root=paths.root(), services=services, proxy=proxy, mock=None
+    )
+    return Stack(config, stack_id, owner_pid=os.getpid())
+
+
+def busy_note(machine: Mapping[str, Any]) -> list[str]:
+    """A note when the machine was not idle when the measurement began."""
+    before = machine.get("loadavg_before") or [0.0]
+    if before[0] <= 0.5:
+        return []
+    return [
+        f"The machine was not idle at the start (load average {before[0]:.2f}): other "
+        "work shared its CPUs, and the tails (p99, max) are noisier for it."
+    ]
+
+
 def machine_info() -> dict[str, Any]:
     model = ""
     try:
@@ -75,25 +116,92 @@ def proxy_stats(url: str) -> dict[str, Any] | None:
         return None
 
 
-def write_results(
-    result: dict[str, Any],
+class LoadgenOutputError(ValueError):
+    """The load generator's output holds no usable JSON summary."""
+
+
+def parse_loadgen(lines: Sequence[str]) -> dict[str, Any]:
+    """The last JSON object line of the load generator's output, which has targets."""
+    for line in reversed(lines):
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            summary = json.loads(text)
+        except ValueError as exc:
+            raise LoadgenOutputError(f"the load generator printed broken JSON: {exc}") from None
+        if not isinstance(summary, dict) or not summary.get("targets"):
+            raise LoadgenOutputError("the load generator's JSON has no targets")
+        return summary
+    tail = "\n".join(lines[-20:])
+    raise LoadgenOutputError(f"the load generator printed no JSON summary:\n{tail}")
+
+
+def run_loadgen(command: Sequence[str], error: type[ProcessError]) -> dict[str, Any]:
+    """Run the load generator in the foreground; its JSON summary, or `error` saying why not
+    (with the tail of its output)."""
+    lines: list[str] = []
+    code = run(list(command), on_output=lines.append)
+    if code != 0:
+        tail = "\n".join(lines[-20:])
+        raise error(f"the load generator failed (exit code {code}):\n{tail}")
+    try:
+        return parse_loadgen(lines)
+    except LoadgenOutputError as exc:
+        raise error(str(exc)) from None
+
+
+def check_ready(
+    url: str,
+    who: str,
+    body: Mapping[str, Any],
+    error: type[ProcessError],
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """One chat completion before any load; `error` naming `who` unless it is a 200."""
+    try:
+        response = httpx.post(
+            f"{url}/v1/chat/completions", json=dict(body), headers=dict(headers or {}), timeout=10
+        )
+    except httpx.HTTPError as exc:
+        raise error(f"{who}: {exc.__class__.__name__}: {exc}") from None
+    if response.status_code != 200:
+        raise error(f"{who}: HTTP {response.status_code}: {response.text[:300]}")
+    return response
+
+
+@contextmanager
+def stack_running(the_stack: Stack, say: Say) -> Iterator[dict[str, Service]]:
+    """The measurement's own stack, up; stopped at the end, on Ctrl-C and SIGTERM too."""
+    with signals_as_exceptions():
+        try:
+            say(f"starting the stack {the_stack.id}: {', '.join(the_stack.config.services)}")
+            yield the_stack.up()
+        finally:
+            say(f"stopping the stack {the_stack.id}")
+            the_stack.down()
+
+
+def main(
+    name: str,
+    no_color: bool,
+    measure: Callable[[Say], dict[str, Any]],
+    results: Results,
     directory: Path,
-    names: tuple[str, str, str],
-    markdown: Callable[[dict[str, Any]], str],
-    plot: Callable[[dict[str, Any], Path], bool] | None,
-) -> list[Path]:
-    """The result as JSON, Markdown and (with `plot`, when it can draw) a PNG, named `names`."""
-    json_name, md_name, png_name = names
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / json_name
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path = directory / md_name
-    md_path.write_text(markdown(result))
-    written = [json_path, md_path]
-    png_path = directory / png_name
-    if plot is not None and plot(result, png_path):
-        written.append(png_path)
-    return written
+    plot: bool,
+) -> int:
+    """A measuring command from start to end: measure, publish the result (stdout and
+    `directory`), and the exit code: 0, or 1 when the result has failures (see `Reporter.run`
+    for the others)."""
+    reporter = Reporter(name, no_color)
+    result = reporter.run(measure)
+    if isinstance(result, int):
+        return result
+    reporter.publish(result, results, directory, plot=plot)
+    if result.get("failures"):
+        reporter.failed("; ".join(result["failures"]))
+        return 1
+    return 0
 
 
 class Reporter:
@@ -125,7 +233,14 @@ class Reporter:
             )
             return 130
 
-    def publish(self, markdown: str, written: list[Path]) -> None:
-        sys.stdout.write(markdown)
+    def publish(
+        self, result: dict[str, Any], results: Results, directory: Path, plot: bool
+    ) -> None:
+        """The result's files, then its Markdown on stdout and what was written."""
+        written = results.write(result, directory, plot=plot)
+        plotted = any(path.suffix == ".png" for path in written)
+        if plot and results.expects_plot(result) and not plotted:
+            self.say(f"no {results.png_name}: matplotlib is missing (the `bench` dependency group)")
+        sys.stdout.write(results.markdown(result))
         sys.stdout.flush()
         self.say("wrote " + ", ".join(str(path) for path in written))

@@ -21,10 +21,10 @@ Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
-import resource
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,14 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 from harness.perf import measuring
 from harness.perf import soak_report as report
 from harness.perf.bench_report import OpenTimetable
+from harness.perf.results import Results
+from harness.perf.sampler import CpuMeter, Reading, Sampler, connections
 from harness.runtime import paths
-from harness.runtime.config import ServiceConfig, StackConfig
-from harness.runtime.process import HealthCheck, ProcessError, run, signals_as_exceptions
+from harness.runtime.config import toml_document
+from harness.runtime.poll import WaitTimeout, wait_until
+from harness.runtime.process import ProcessError
 from harness.runtime.stack import Stack
 
 UPSTREAM = "upstream"
@@ -173,70 +175,37 @@ def proxy_config() -> str:
     """switchyard as deployed: a tenant key, the SQLite ledger (next to the rendered config, in
     the stack's run directory), the memory cache, prices. `${upstream.url}` is filled in by the
     stack once the upstream has its port."""
-    return f"""# Rendered by the soak (harness.perf.soak).
-[server]
-bind = "127.0.0.1"
-port = 0
-shutdown_grace_ms = 2000
-response_store_capacity = {RESPONSE_STORE}
-
-[cache]
-backend = "memory"
-ttl_seconds = 3600
-max_entries = {CACHE_ENTRIES}
-
-[ledger]
-backend = "sqlite"
-path = "soak-ledger.sqlite3"
-
-[auth]
-admin_key_env = "SOAK_ADMIN_KEY"
-
-[[auth.keys]]
-tenant = "{TENANT}"
-key_env = "SOAK_TENANT_KEY"
-
-[[upstreams]]
-name = "fast"
-base_url = "${{upstream.url}}/v1"
-responses = false
-
-[[models]]
-name = "{MODEL}"
-upstreams = ["fast"]
-
-[prices."{MODEL}"]
-input = 0.15
-output = 0.60
-
-[slo]
-latency_window = {STATS_WINDOW}
-"""
+    sections = {
+        "server": {
+            "bind": "127.0.0.1",
+            "port": 0,
+            "shutdown_grace_ms": 2000,
+            "response_store_capacity": RESPONSE_STORE,
+        },
+        "cache": {"backend": "memory", "ttl_seconds": 3600, "max_entries": CACHE_ENTRIES},
+        "ledger": {"backend": "sqlite", "path": "soak-ledger.sqlite3"},
+        "auth": {
+            "admin_key_env": "SOAK_ADMIN_KEY",
+            "keys": [{"tenant": TENANT, "key_env": "SOAK_TENANT_KEY"}],
+        },
+        "upstreams": [{"name": "fast", "base_url": "${upstream.url}/v1", "responses": False}],
+        "models": [{"name": MODEL, "upstreams": ["fast"]}],
+        "prices": {MODEL: {"input": 0.15, "output": 0.60}},
+        "slo": {"latency_window": STATS_WINDOW},
+    }
+    return toml_document(sections, comment="Rendered by the soak (harness.perf.soak).")
 
 
 def soak_stack(
     options: SoakOptions, bins: dict[str, Path], keys: dict[str, str], stack_id: str
 ) -> Stack:
-    http = HealthCheck("http", "/health")
-    upstream_command = [str(bins["fast_upstream"]), "--port", "0", "--port-file", "${port_file}"]
-    upstream_command += ["--chunk-interval-us", str(options.chunk_interval_us)]
-    upstream_command += ["--workers", str(options.upstream_workers)]
-    proxy_command = [str(bins["switchyard"]), "--config", "${config}", "--port", "0"]
-    proxy_command += ["--port-file", "${port_file}"]
     services = {
-        UPSTREAM: ServiceConfig(name=UPSTREAM, command=upstream_command, health=http),
-        PROXY: ServiceConfig(
-            name=PROXY,
-            command=proxy_command,
-            health=http,
-            env={"SWITCHYARD_LOG": options.proxy_log},
-            stop_grace=5.0,
+        UPSTREAM: measuring.upstream_service(
+            UPSTREAM, bins, options.chunk_interval_us, options.upstream_workers
         ),
+        PROXY: measuring.proxy_service(PROXY, bins, options.proxy_log),
     }
-    config = StackConfig(
-        path=Path("<soak stack>"), root=paths.root(), services=services, proxy=PROXY, mock=None
-    )
-    soak = Stack(config, stack_id, owner_pid=os.getpid())
+    soak = measuring.own_stack("soak", services, PROXY, stack_id)
     soak.config_texts[PROXY] = proxy_config()
     soak.extra_env[PROXY] = {
         "SOAK_ADMIN_KEY": keys["admin"],
@@ -247,121 +216,6 @@ def soak_stack(
 
 def ensure_binaries(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Path]:
     return measuring.ensure_release_binaries(options.build, say, SoakError)
-
-
-# --------------------------------------------------------------------------- watching
-
-
-class Watcher:
-    """Samples one process's RSS and open file descriptors every `interval` seconds, on a
-    thread of its own; time 0 is `start()`."""
-
-    def __init__(self, pid: int, interval: float, upstream_port: int | None = None) -> None:
-        self.process = psutil.Process(pid)
-        self.upstream_port = upstream_port
-        self.interval = interval
-        self.rss: list[tuple[float, int]] = []
-        self.fds: list[int] = []
-        self._began = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="soak-watcher", daemon=True)
-
-    def sample(self) -> tuple[int, int] | None:
-        try:
-            return self.process.memory_info().rss, self.process.num_fds()
-        except psutil.Error:
-            return None
-
-    def connections(self) -> dict[str, int]:
-        """Established TCP connections of the proxy: to the upstream, and from clients."""
-        try:
-            found = self.process.net_connections(kind="tcp")
-        except psutil.Error:
-            return {}
-        established = [c for c in found if c.status == psutil.CONN_ESTABLISHED and c.raddr]
-        upstream = sum(c.raddr.port == self.upstream_port for c in established)
-        return {"upstream": upstream, "clients": len(established) - upstream}
-
-    def start(self) -> None:
-        self._began = time.monotonic()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while True:
-            now = self.sample()
-            if now is not None:
-                self.rss.append((time.monotonic() - self._began, now[0]))
-                self.fds.append(now[1])
-            if self._stop.wait(self.interval):
-                return
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        times = psutil.Process(pid).cpu_times()
-        return float(times.user + times.system)
-    except psutil.Error:
-        return 0.0
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def busy_cpu() -> float:
-    """CPU seconds the whole machine spent busy so far (all CPUs, idle and iowait excluded)."""
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-
-@dataclass
-class CpuMeter:
-    """Who used the CPUs during the load: the proxy, the upstream, this harness with the load
-    generator, and everyone else on the machine (other jobs), each in cores on average."""
-
-    proxy_pid: int
-    upstream_pid: int
-    began: float = 0.0
-    start: dict[str, float] = field(default_factory=dict)
-
-    def _now(self) -> dict[str, float]:
-        return {
-            "proxy": cpu_seconds(self.proxy_pid),
-            "upstream": cpu_seconds(self.upstream_pid),
-            "harness": children_cpu() + own_cpu(),
-            "busy": busy_cpu(),
-        }
-
-    def begin(self) -> None:
-        self.began = time.monotonic()
-        self.start = self._now()
-
-    def end(self) -> dict[str, float | None]:
-        wall = time.monotonic() - self.began
-        now = self._now()
-        used = {name: now[name] - self.start[name] for name in now}
-        ours = used["proxy"] + used["upstream"] + used["harness"]
-        if wall <= 0:
-            return {"wall_s": wall}
-        return {
-            "wall_s": round(wall, 2),
-            "proxy_cores": round(used["proxy"] / wall, 3),
-            "upstream_cores": round(used["upstream"] / wall, 3),
-            "harness_cores": round(used["harness"] / wall, 3),
-            "other_cores": round(max(used["busy"] - ours, 0.0) / wall, 3),
-            "machine_busy_cores": round(used["busy"] / wall, 3),
-        }
 
 
 # --------------------------------------------------------------------------- the run
@@ -392,32 +246,29 @@ def check_proxy(url: str, tenant_key: str) -> None:
     """One request, before any load: a 200 with a chat completion."""
     body = {"model": MODEL, "messages": [{"role": "user", "content": "ready?"}]}
     headers = {"authorization": f"Bearer {tenant_key}", "cache-control": "no-store"}
-    try:
-        response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        raise SoakError(f"the proxy at {url}: {exc.__class__.__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise SoakError(f"the proxy at {url}: HTTP {response.status_code}: {response.text[:300]}")
+    measuring.check_ready(url, f"the proxy at {url}", body, SoakError, headers)
 
 
 def ledger_records(url: str, admin_key: str, expected: int, timeout: float = 15.0) -> int | None:
     """The records of the soak's tenant, once the ledger writer caught up (or as they stand
     when `timeout` runs out); None if the ledger cannot be read."""
-    deadline = time.monotonic() + timeout
-    count: int | None = None
-    while True:
+    seen: list[int] = []
+
+    def caught_up() -> bool:
         try:
             response = httpx.get(
                 f"{url}/admin/usage", headers={"authorization": f"Bearer {admin_key}"}, timeout=10
             )
             if response.status_code == 200:
                 totals = response.json()["tenants"].get(TENANT) or {"requests": 0}
-                count = int(totals["requests"])
+                seen.append(int(totals["requests"]))
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             pass
-        if (count is not None and count >= expected) or time.monotonic() > deadline:
-            return count
-        time.sleep(0.2)
+        return bool(seen) and seen[-1] >= expected
+
+    with contextlib.suppress(WaitTimeout):  # then the records as they stand
+        wait_until(caught_up, what="the ledger", timeout=timeout, first=0.2, cap=0.2)
+    return seen[-1] if seen else None
 
 
 def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]:
@@ -428,55 +279,38 @@ def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]
     soak = soak_stack(options, bins, keys, f"soak-{os.getpid()}")
     machine = measuring.machine_info()
     expected = scheduled(options.rate, options.duration)
-    watcher: Watcher | None = None
-    with signals_as_exceptions():
-        try:
-            say(f"starting the stack {soak.id}: {', '.join(soak.config.services)}")
-            services = soak.up()
-            url = services[PROXY].url
-            check_proxy(url, keys["tenant"])
-            watcher = Watcher(
-                services[PROXY].record.pid, options.sample_interval, services[UPSTREAM].port
-            )
-            before = watcher.sample()
-            connections_before = watcher.connections()
-            meter = CpuMeter(services[PROXY].record.pid, services[UPSTREAM].record.pid)
-            say(
-                f"{options.rate:g} req/s for {options.duration:g} s "
-                f"({expected:,} requests), mix {options.mix}"
-            )
-            lines: list[str] = []
-            meter.begin()
-            watcher.start()
-            code = run(
-                loadgen_command(bins["loadgen"], url, options, keys["tenant"]),
-                on_output=lines.append,
-            )
-            watcher.stop()
-            cpu = meter.end()
-            if code != 0:
-                tail = "\n".join(lines[-20:])
-                raise SoakError(f"the load generator failed (exit code {code}):\n{tail}")
-            summary = report.parse_loadgen(lines)
-            completed = int(report.target_of(summary)["completed"])
-            # The pre-flight request is the tenant's too.
-            records = ledger_records(url, keys["admin"], completed + 1)
-            time.sleep(1.0)
-            after = watcher.sample()
-            connections_after = watcher.connections()
-            stats = measuring.proxy_stats(url)
-        except report.LoadgenOutputError as exc:
-            raise SoakError(str(exc)) from None
-        finally:
-            if watcher is not None:
-                watcher.stop()
-            say(f"stopping the stack {soak.id}")
-            soak.down()
+    with measuring.stack_running(soak, say) as services:
+        url = services[PROXY].url
+        check_proxy(url, keys["tenant"])
+        proxy_pid, upstream_port = services[PROXY].record.pid, services[UPSTREAM].port
+        sampler = Sampler(
+            {PROXY: proxy_pid}, options.sample_interval, tree=False, fds=True, at_start=True
+        )
+        before = sampler.now()[PROXY]
+        connections_before = connections(proxy_pid, upstream_port)
+        meter = CpuMeter(proxy_pid, services[UPSTREAM].record.pid)
+        say(
+            f"{options.rate:g} req/s for {options.duration:g} s "
+            f"({expected:,} requests), mix {options.mix}"
+        )
+        command = loadgen_command(bins["loadgen"], url, options, keys["tenant"])
+        meter.begin()
+        with sampler:
+            summary = measuring.run_loadgen(command, SoakError)
+        cpu = meter.end()
+        completed = int(report.target_of(summary)["completed"])
+        # The pre-flight request is the tenant's too.
+        records = ledger_records(url, keys["admin"], completed + 1)
+        time.sleep(1.0)  # not a wait for anything: the RSS after the load has settled
+        after = sampler.now()[PROXY]
+        connections_after = connections(proxy_pid, upstream_port)
+        stats = measuring.proxy_stats(url)
     machine["loadavg_after"] = [round(value, 2) for value in os.getloadavg()]
+    samples = sampler.samples[PROXY]
     fds = {
-        "before": before[1] if before else None,
-        "after": after[1] if after else None,
-        "max": max(watcher.fds) if watcher.fds else None,
+        "before": _fds(before),
+        "after": _fds(after),
+        "max": max(_fds(reading) or 0 for _, reading in samples) if samples else None,
         "upstream_connections_before": connections_before.get("upstream"),
         "upstream_connections_after": connections_after.get("upstream"),
         "client_connections_after": connections_after.get("clients"),
@@ -486,7 +320,7 @@ def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]
         options=options_record(options),
         summary=summary,
         window_ms=round(options.window * 1000),
-        rss=watcher.rss,
+        rss=[(at, reading.rss) for at, reading in samples],
         fds=fds,
         cpu=cpu,
         ledger_records=None if records is None else records - 1,
@@ -495,6 +329,10 @@ def run_soak(options: SoakOptions, say: Callable[[str], None]) -> dict[str, Any]
         expected=expected,
         notes=notes(options, machine),
     )
+
+
+def _fds(reading: Reading | None) -> int | None:
+    return None if reading is None else reading.fds
 
 
 def notes(options: SoakOptions, machine: dict[str, Any]) -> list[str]:
@@ -513,12 +351,7 @@ def notes(options: SoakOptions, machine: dict[str, Any]) -> list[str]:
             f"{filled_by:g} s at this rate). Their growth is in the trend; a run past that "
             f"(e.g. `--duration 240 --warmup {filled_by + 10:g}`) shows the RSS without it."
         )
-    before = machine.get("loadavg_before") or [0.0]
-    if before[0] > 0.5:
-        found.append(
-            f"The machine was not idle at the start (load average {before[0]:.2f}): other "
-            "work shared its CPUs, and the tails (p99, max) are noisier for it."
-        )
+    found += measuring.busy_note(machine)
     if options.quick:
         found.append("A --quick run: a sanity check rather than figures to quote.")
     return found
@@ -537,24 +370,10 @@ def options_record(options: SoakOptions) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
-def write_results(result: dict[str, Any], directory: Path, want_plot: bool) -> list[Path]:
-    plot = report.plot if want_plot else None
-    return measuring.write_results(
-        result, directory, ("soak.json", "soak.md", "soak.png"), report.markdown, plot
-    )
+RESULTS = Results("soak.json", "soak.md", "soak.png", report.markdown, report.plot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    reporter = measuring.Reporter("soak", options.no_color)
-    result = reporter.run(lambda say: run_soak(options, say))
-    if isinstance(result, int):
-        return result
-    written = write_results(result, options.results, options.plot)
-    if options.plot and not any(path.suffix == ".png" for path in written):
-        reporter.say("no soak.png: matplotlib is missing (the `bench` dependency group)")
-    reporter.publish(report.markdown(result), written)
-    if not result["passed"]:
-        reporter.failed("; ".join(result["failures"]))
-        return 1
-    return 0
+    measure = functools.partial(run_soak, options)
+    return measuring.main("soak", options.no_color, measure, RESULTS, options.results, options.plot)

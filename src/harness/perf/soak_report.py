@@ -1,4 +1,4 @@
-"""The soak's pure parts: reading the load generator's JSON, the RSS trend, the latency
+"""The soak's pure parts: the target of the load generator's summary, the RSS trend, the latency
 windows, the verdict, the Markdown and the plot. No process is started here (see
 `harness.perf.soak`).
 
@@ -8,12 +8,15 @@ milliseconds in the tables; RSS is bytes in the data, MiB and KiB in the tables.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from harness.perf.bench_report import percentile
+from harness.perf.markdown import table
+from harness.perf.results import pyplot, save
 
 SCHEMA_VERSION = 1
 PERCENTILES = ("p50", "p90", "p99", "max")
@@ -24,28 +27,7 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-class LoadgenOutputError(ValueError):
-    """The load generator's output holds no usable JSON summary."""
-
-
 # --------------------------------------------------------------------------- load generator
-
-
-def parse_loadgen(lines: Sequence[str]) -> dict[str, Any]:
-    """The last JSON object line of the load generator's output, with one target."""
-    for line in reversed(lines):
-        text = line.strip()
-        if not text.startswith("{"):
-            continue
-        try:
-            summary = json.loads(text)
-        except ValueError as exc:
-            raise LoadgenOutputError(f"the load generator printed broken JSON: {exc}") from None
-        if not isinstance(summary, dict) or not summary.get("targets"):
-            raise LoadgenOutputError("the load generator's JSON has no targets")
-        return summary
-    tail = "\n".join(lines[-20:])
-    raise LoadgenOutputError(f"the load generator printed no JSON summary:\n{tail}")
 
 
 def target_of(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,14 +77,10 @@ def window_rows(buckets: Sequence[Mapping[str, Any]], bucket_s: float) -> list[d
 def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
     """The slope of the least-squares line through (x, y) points; None with fewer than two
     distinct x values."""
-    if len(points) < 2:
+    if len({x for x, _ in points}) < 2:
         return None
-    mean_x = math.fsum(x for x, _ in points) / len(points)
-    mean_y = math.fsum(y for _, y in points) / len(points)
-    spread = math.fsum((x - mean_x) ** 2 for x, _ in points)
-    if spread == 0:
-        return None
-    return math.fsum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    xs, ys = zip(*points, strict=True)
+    return float(statistics.linear_regression(xs, ys).slope)
 
 
 def rss_trend(
@@ -118,8 +96,8 @@ def rss_trend(
     slope = least_squares_slope([(t / 60.0, rss / KIB) for t, rss in after])
     first = [rss for t, rss in after if t < after[0][0] + window_s] if after else []
     last = [rss for t, rss in after if t > after[-1][0] - window_s] if after else []
-    first_median = statistics.median(first) if first else None
-    last_median = statistics.median(last) if last else None
+    first_median = percentile(first, 50) if first else None
+    last_median = percentile(last, 50) if last else None
     growth = (
         (last_median - first_median) / KIB
         if first_median is not None and last_median is not None
@@ -247,12 +225,6 @@ def signed(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:+,.0f} {unit}"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _loadavg(values: Sequence[float] | None) -> str:
     return "-" if not values else " / ".join(f"{value:.2f}" for value in values)
 
@@ -285,13 +257,13 @@ def markdown(result: Mapping[str, Any]) -> str:
     for kind, figures in result["kinds"].items():
         latency = figures["latency_us"]
         rows.append([kind, f"{latency['count']:,}", *(ms(latency.get(k)) for k in PERCENTILES)])
-    lines += _table(["requests", "count", "p50", "p90", "p99", "max"], rows)
+    lines += table(["requests", "count", "p50", "p90", "p99", "max"], rows)
     lines += [
         "",
         f"Over time ({options['window_s']:g} s windows; p50 / p99 / max in ms):",
         "",
     ]
-    lines += _table(
+    lines += table(
         ["from s", "requests", "req/s", "errors", "all", "non-streaming", "streaming"],
         (
             [
@@ -363,12 +335,8 @@ def _pct(cores: float | None) -> str:
 def plot(result: Mapping[str, Any], path: Path) -> bool:
     """RSS over time (with the post-warm-up trend line) above latency percentiles per second,
     as a PNG. False when matplotlib is not installed (the `bench` dependency group)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     figure, (memory, latency) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     samples = result["rss"]["interval_samples"]
@@ -413,8 +381,4 @@ def plot(result: Mapping[str, Any], path: Path) -> bool:
     )
     options = result["options"]
     figure.suptitle(f"Soak: {options['rate']:g} req/s for {options['duration_s']:g} s")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+    return save(plt, figure, path)
