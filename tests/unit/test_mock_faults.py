@@ -6,7 +6,6 @@ error that quotes the key it refuses. Each is checked on the wire, against a moc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,25 +18,12 @@ from harness.pytest.mock_wire import (
     chat_payloads,
     log_entries,
     response_events,
-    running_mock,
     sdk,
     wire_events,
 )
 from harness.runtime.poll import wait_until
 
 CHAT_PATH, RESPONSES_PATH = "v1/chat/completions", "v1/responses"
-
-
-@pytest.fixture(scope="module")
-def mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_mock(tmp_path_factory.mktemp("mock")) as (url, _process):
-        yield url
-
-
-@pytest.fixture
-def http(mock_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock_url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

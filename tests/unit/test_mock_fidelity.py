@@ -7,7 +7,6 @@ import hashlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,18 +27,6 @@ from harness.pytest.mock_wire import (
     wire_events,
 )
 from harness.runtime.poll import wait_until
-
-
-@pytest.fixture(scope="module")
-def mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_mock(tmp_path_factory.mktemp("mock")) as (url, _process):
-        yield url
-
-
-@pytest.fixture
-def http(mock_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock_url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

@@ -1,0 +1,140 @@
+"""The pytest plugin of every tier (registered by tests/conftest.py with `pytest_plugins`): the
+stack a run uses and the hooks around it, the mock's control API, clients of the shared proxy,
+and private proxies (`gateways`). The logic lives in `harness.pytest.stacks` and
+`harness.pytest.gateway`; these are the fixtures that hand it to tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from harness.pytest import stacks as testing
+from harness.pytest.gateway import CLIENT_KEY, Gateways
+
+TIER_MARKERS = ("unit", "mock", "integration")
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        # The controller: workers inherit this, so they know whose run the stack belongs to.
+        os.environ.setdefault(testing.RUN_OWNER_ENV, str(os.getpid()))
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    # SIGTERM runs the same teardown as Ctrl-C, so the stack is stopped.
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test gets the marker of the tier directory it lives in."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIER_MARKERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        testing.release_run_stack()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failing test that used the stack shows the tail of each server's log, and names any
+    server that died."""
+    report = yield
+    handle = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(handle, testing.StackHandle):
+        dead = handle.dead_services()
+        if dead:
+            report.sections.append(
+                ("stack", f"these servers are no longer running: {', '.join(dead)}")
+            )
+        for name, text in handle.log_tails().items():
+            report.sections.append((f"{name} log (last lines)", text))
+    return report
+
+
+# --------------------------------------------------------------------------- the run's stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> testing.StackHandle:
+    return testing.acquire_stack()
+
+
+@pytest.fixture(scope="session")
+def proxy_url(stack: testing.StackHandle) -> str:
+    return stack.proxy_url
+
+
+@pytest.fixture(scope="session")
+def mock_control(stack: testing.StackHandle) -> Iterator[testing.MockControl]:
+    if stack.mock_url is None:
+        pytest.skip("this stack has no mock upstream (set SWITCHYARD_MOCK_URL)")
+    control = testing.MockControl(stack.mock_url)
+    yield control
+    control.close()
+
+
+@pytest.fixture
+def tag() -> str:
+    """A tag unique to the test: the mock scopes its log, counts and faults by it."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+# --------------------------------------------------------------------------- the mock tier
+
+
+@pytest.fixture
+def client(proxy_url: str, tag: str) -> Iterator[openai.OpenAI]:
+    """The official SDK, pointed at the proxy; every request carries the test's mock tag."""
+    with openai.OpenAI(
+        base_url=f"{proxy_url}/v1",
+        api_key=CLIENT_KEY,
+        default_headers={"x-mock-tag": tag},
+        max_retries=0,
+        timeout=30,
+    ) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def http(proxy_url: str, tag: str) -> Iterator[httpx.Client]:
+    """Raw HTTP to the proxy, for wire details the SDK hides."""
+    headers = {"x-mock-tag": tag, "authorization": f"Bearer {CLIENT_KEY}"}
+    with httpx.Client(base_url=proxy_url, headers=headers, timeout=30) as raw:
+        yield raw
+
+
+@pytest.fixture
+def seen(mock_control: testing.MockControl, tag: str) -> Callable[[], list[dict[str, Any]]]:
+    """The requests the mock received for this test, oldest first."""
+    return lambda: mock_control.requests(tag=tag)
+
+
+@pytest.fixture
+def upstream_key(stack: testing.StackHandle) -> str:
+    if stack.stack is None:
+        pytest.skip("needs a stack started by the harness, to know the upstream key")
+    return stack.stack.config.proxy_service().env["SWITCHYARD_MOCK_A_KEY"]
+
+
+@pytest.fixture
+def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
+    """Private proxies for one test, wired to the shared mock; all stopped when it ends."""
+    with Gateways(stack, tag) as started:
+        yield started
