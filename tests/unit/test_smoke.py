@@ -48,18 +48,18 @@ def test_plan_covers_every_model_both_routes_and_both_modes() -> None:
 
 def test_chat_stream_must_end_with_done() -> None:
     chunk = 'data: {"choices": []}'
-    assert validate_stream("chat", [chunk, "", "data: [DONE]", ""]) == (True, "")
-    assert validate_stream("chat", [chunk, ""])[0] is False
-    assert validate_stream("chat", [])[0] is False
+    assert validate_stream("chat", f"{chunk}\n\ndata: [DONE]\n\n") == (True, "")
+    assert validate_stream("chat", f"{chunk}\n\n")[0] is False
+    assert validate_stream("chat", "")[0] is False
 
 
 def test_responses_stream_must_complete_with_numbered_events() -> None:
-    def events(*types: str, numbers: list[int] | None = None) -> list[str]:
+    def events(*types: str, numbers: list[int] | None = None) -> str:
         numbers = numbers if numbers is not None else list(range(len(types)))
-        return [
-            f"data: {json.dumps({'type': t, 'sequence_number': n})}"
+        return "".join(
+            f"event: {t}\ndata: {json.dumps({'type': t, 'sequence_number': n})}\n\n"
             for t, n in zip(types, numbers, strict=True)
-        ]
+        )
 
     good = events("response.created", "response.output_text.delta", "response.completed")
     assert validate_stream("responses", good) == (True, "")

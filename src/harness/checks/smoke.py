@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.runtime.poll import backoff_delays
+from harness.runtime.poll import WaitTimeout, wait_until
+from harness.sse import sse_events
 
 ROUTES = ("chat", "responses")
 
@@ -116,19 +117,24 @@ def run_smoke(
 
 
 def wait_ready(http: httpx.Client, timeout: float) -> Check:
-    deadline = time.monotonic() + timeout
-    delays = backoff_delays()
-    last = "no answer"
-    while time.monotonic() < deadline:
+    """Poll /health until it answers 200, for at most `timeout` seconds."""
+    last = ["no answer"]
+
+    def healthy() -> bool:
         try:
             response = http.get("/health", timeout=1.0)
             if response.status_code == 200:
-                return Check("health", True)
-            last = f"status {response.status_code}"
+                return True
+            last[0] = f"status {response.status_code}"
         except httpx.HTTPError as exc:
-            last = f"{exc.__class__.__name__}: {exc}"
-        time.sleep(next(delays))
-    return Check("health", False, f"not healthy within {timeout:g}s ({last})")
+            last[0] = f"{exc.__class__.__name__}: {exc}"
+        return False
+
+    try:
+        wait_until(healthy, what="/health", timeout=timeout)
+    except WaitTimeout:
+        return Check("health", False, f"not healthy within {timeout:g}s ({last[0]})")
+    return Check("health", True)
 
 
 def plan(models: list[str], count: int) -> list[tuple[str, str, bool]]:
@@ -163,7 +169,7 @@ def _one_request(
         with http.stream("POST", path, json=body) as response:
             if response.status_code != 200:
                 return False, f"status {response.status_code}: {response.read()[:200]!r}"
-            return validate_stream(route, list(response.iter_lines()))
+            return validate_stream(route, response.read().decode())
     except (httpx.HTTPError, ValueError) as exc:
         return False, f"{exc.__class__.__name__}: {exc}"
 
@@ -181,9 +187,9 @@ def _validate_body(route: str, body: dict[str, Any]) -> tuple[bool, str]:
     return (bool("".join(texts)), "" if texts else "no output_text")
 
 
-def validate_stream(route: str, lines: list[str]) -> tuple[bool, str]:
+def validate_stream(route: str, raw: str) -> tuple[bool, str]:
     """A complete SSE stream: chat ends with [DONE]; responses ends with response.completed."""
-    data = [line[6:] for line in lines if line.startswith("data: ")]
+    data = [payload for _, payload in sse_events(raw)]
     if not data:
         return False, "empty stream"
     if route == "chat":
