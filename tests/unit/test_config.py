@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.runtime import paths
-from harness.runtime.config import ConfigError, load_stack_config, render
+from harness.runtime.config import ConfigError, load_stack_config, render, toml_document
 
-VALID_SERVICE = """
-[services.proxy]
-command = ["bin/proxy", "--port", "${port}"]
-health = "http:/health"
-port = "pick"
-"""
+VALID_SERVICE: dict[str, Any] = {
+    "command": ["bin/proxy", "--port", "${port}"],
+    "health": "http:/health",
+    "port": "pick",
+}
+
+
+def stack_file(stack: dict[str, Any] | None = None, **proxy: Any) -> dict[str, Any]:
+    """A stack file with one service, `proxy`: the valid one, with `proxy` keys changed."""
+    services = {"services": {"proxy": {**VALID_SERVICE, **proxy}}}
+    return services if stack is None else {"stack": stack, **services}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -31,46 +37,30 @@ def test_repository_stack_config_is_valid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "key", "problem"),
+    ("document", "key", "problem"),
     [
-        (VALID_SERVICE + 'colour = "blue"\n', "services.proxy.colour", "unknown key"),
-        (VALID_SERVICE.replace('"pick"', '"any"'), "services.proxy.port", "port number"),
-        (VALID_SERVICE.replace('"pick"', "70000"), "services.proxy.port", "port number"),
+        (stack_file(colour="blue"), "services.proxy.colour", "unknown key"),
+        (stack_file(port="any"), "services.proxy.port", "port number"),
+        (stack_file(port=70000), "services.proxy.port", "port number"),
+        (stack_file(health="smoke"), "services.proxy.health", "unknown health"),
+        (stack_file(command=[]), "services.proxy.command", "non-empty"),
+        (stack_file(command=[1, 2]), "services.proxy.command", "list of strings"),
+        (stack_file(stop_grace=-1), "services.proxy.stop_grace", "positive number"),
         (
-            VALID_SERVICE.replace('"http:/health"', '"smoke"'),
-            "services.proxy.health",
-            "unknown health",
-        ),
-        (
-            VALID_SERVICE.replace('["bin/proxy", "--port", "${port}"]', "[]"),
-            "services.proxy.command",
-            "non-empty",
-        ),
-        (
-            VALID_SERVICE.replace('["bin/proxy", "--port", "${port}"]', "[1, 2]"),
-            "services.proxy.command",
-            "list of strings",
-        ),
-        (VALID_SERVICE + "stop_grace = -1\n", "services.proxy.stop_grace", "positive number"),
-        (
-            VALID_SERVICE + 'config_template = "nope.toml"\n',
+            stack_file(config_template="nope.toml"),
             "services.proxy.config_template",
             "no such file",
         ),
-        (VALID_SERVICE + "env = { A = 1 }\n", "services.proxy.env.A", "expected a string"),
-        (
-            '[stack]\nproxy = "gateway"\n' + VALID_SERVICE,
-            "stack.proxy",
-            "no service named 'gateway'",
-        ),
-        ("[stack]\nflavour = 1\n" + VALID_SERVICE, "stack.flavour", "unknown key"),
-        ("[stack]\n", "services", "at least one service"),
+        (stack_file(env={"A": 1}), "services.proxy.env.A", "expected a string"),
+        (stack_file({"proxy": "gateway"}), "stack.proxy", "no service named 'gateway'"),
+        (stack_file({"flavour": 1}), "stack.flavour", "unknown key"),
+        ({"stack": {}}, "services", "at least one service"),
     ],
 )
 def test_bad_stack_config_names_file_and_key(
-    tmp_path: Path, text: str, key: str, problem: str
+    tmp_path: Path, document: dict[str, Any], key: str, problem: str
 ) -> None:
-    path = write(tmp_path, text)
+    path = write(tmp_path, toml_document(document))
     with pytest.raises(ConfigError) as caught:
         load_stack_config(path, tmp_path)
     message = str(caught.value)

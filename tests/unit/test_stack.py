@@ -19,11 +19,12 @@ from tests import strangers
 from tests.unit.procs import TOY, gone
 
 
-def toy_service(name: str, *flags: str, port: str = '"pick"') -> str:
+def toy_service(name: str, *flags: str, port: str = '"pick"', argument: str = "${port}") -> str:
+    """A toy server's table; `argument` is the port it is told to listen on."""
     extra = "".join(f', "{flag}"' for flag in flags)
     return f"""
 [services.{name}]
-command = ["${{python}}", "{TOY}", "${{port}}"{extra}]
+command = ["${{python}}", "{TOY}", "{argument}"{extra}]
 port = {port}
 health = "tcp"
 stop_grace = 0.5
@@ -116,8 +117,7 @@ def test_taken_fixed_port_is_a_clear_error(
 def test_unknown_placeholder_names_file_and_key(
     tmp_path: Path, state: Path, stacks: list[stack.Stack]
 ) -> None:
-    body = toy_service("front").replace('"${port}"', '"${redis.port}"')
-    the_stack = make_stack(tmp_path, stacks, body)
+    the_stack = make_stack(tmp_path, stacks, toy_service("front", argument="${redis.port}"))
     with pytest.raises(
         ConfigError, match=r"t\.toml: services\.front: \$\{redis\.port\}: unknown placeholder"
     ):
