@@ -181,52 +181,73 @@ def test_without_cargo_the_build_fails_clearly(
     assert "cargo not found on PATH" in capsys.readouterr().err
 
 
-def test_a_failing_load_generator_is_reported_with_its_output_and_the_stack_stopped(
+@pytest.mark.parametrize(
+    ("fault", "only", "code", "said", "unsaid", "mode", "targets"),
+    [
+        pytest.param(
+            "FAKE_LOADGEN_EXIT=3",
+            "closed",  # the first phase run
+            1,
+            [
+                "the load generator failed (exit code 3)",
+                "fake loadgen: giving up on purpose",
+                "bench stopping the stack",
+            ],
+            [],
+            "closed",
+            None,
+            id="a failing load generator is reported with its output, the stack stopped",
+        ),
+        pytest.param(
+            "FAKE_LOADGEN_NO_JSON=1",
+            "cache",
+            1,
+            ["printed no JSON summary", "fake loadgen: 3 targets"],
+            [],
+            None,
+            ["direct", "switchyard", "switchyard-cache"],
+            id="a load generator without a summary is an error",
+        ),
+        pytest.param(
+            "FAKE_LOADGEN_TERM_PARENT=1",
+            "open",
+            130,
+            ["bench interrupted (received SIGTERM); everything was stopped"],
+            # The load generator, which ignores nothing, was stopped with the stack (see the
+            # fixture).
+            ["the load generator failed"],
+            None,
+            None,
+            id="SIGTERM in the middle of a phase stops everything and exits 130",
+        ),
+    ],
+)
+def test_a_load_generator_that_fails_or_is_interrupted(
     scene: Scene,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    fault: str,
+    only: str,
+    code: int,
+    said: list[str],
+    unsaid: list[str],
+    mode: str | None,
+    targets: list[str] | None,
 ) -> None:
     install_fakes(scene)
-    monkeypatch.setenv("FAKE_LOADGEN_EXIT", "3")
-    assert bench.main([*SHORT, "--no-build", "--only", "closed"]) == 1
+    monkeypatch.setenv(*fault.split("="))
+    assert bench.main([*SHORT, "--no-build", "--only", only]) == code
     err = capsys.readouterr().err
     [call] = loadgen_calls(tmp_path)
-    assert call[call.index("--mode") + 1] == "closed", "--only closed: the first phase run"
-    assert "the load generator failed (exit code 3)" in err
-    assert "fake loadgen: giving up on purpose" in err
-    assert "bench stopping the stack" in err
-    assert not (tmp_path / "results").exists()
-
-
-def test_a_load_generator_without_a_summary_is_an_error(
-    scene: Scene,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    install_fakes(scene)
-    monkeypatch.setenv("FAKE_LOADGEN_NO_JSON", "1")
-    assert bench.main([*SHORT, "--no-build", "--only", "cache"]) == 1
-    err = capsys.readouterr().err
-    [call] = loadgen_calls(tmp_path)
-    assert targets_of(call) == ["direct", "switchyard", "switchyard-cache"]
-    assert "printed no JSON summary" in err and "fake loadgen: 3 targets" in err
-
-
-def test_sigterm_in_the_middle_of_a_phase_stops_everything_and_exits_130(
-    scene: Scene,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    install_fakes(scene)
-    monkeypatch.setenv("FAKE_LOADGEN_TERM_PARENT", "1")
-    assert bench.main([*SHORT, "--no-build", "--only", "open"]) == 130
-    err = capsys.readouterr().err
-    assert "bench interrupted (received SIGTERM); everything was stopped" in err
-    # The load generator, which ignores nothing, was stopped with the stack (see the fixture).
-    assert "the load generator failed" not in err
+    if mode is not None:
+        assert call[call.index("--mode") + 1] == mode, f"--only {only}: the first phase run"
+    if targets is not None:
+        assert targets_of(call) == targets
+    for text in said:
+        assert text in err
+    for text in unsaid:
+        assert text not in err
     assert not (tmp_path / "results").exists()
 
 

@@ -327,17 +327,22 @@ def tools_for_setup(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWITCHYARD_REDIS_SERVER", str(scene.tool("redis-server")))
 
 
+def tiers_for_setup(scene: Scene, monkeypatch: pytest.MonkeyPatch, **tiers: str) -> None:
+    """The tools, a one-service stack, and a test file per tier (tests/<tier>/test_<t>.py)."""
+    tools_for_setup(scene, monkeypatch)
+    scene.write_config(toy_service("front"))
+    for tier, body in tiers.items():
+        write_test(scene.root / "tests" / tier / f"test_{tier[0]}.py", body)
+
+
 def test_setup_and_test_runs_the_tiers_on_its_own_stack_and_stops_it(
     scene: Scene,
     light_pytest: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    tools_for_setup(scene, monkeypatch)
     monkeypatch.delenv(orchestrate.INTEGRATION_ENV, raising=False)
-    scene.write_config(toy_service("front"))
-    write_test(scene.root / "tests" / "unit" / "test_u.py", TIER_CHECKS_THE_STACK)
-    write_test(scene.root / "tests" / "mock" / "test_m.py", TIER_CHECKS_THE_STACK)
+    tiers_for_setup(scene, monkeypatch, unit=TIER_CHECKS_THE_STACK, mock=TIER_CHECKS_THE_STACK)
 
     assert orchestrate.setup_and_test(workers="0") is True
     said = capsys.readouterr().out
@@ -356,12 +361,14 @@ def test_setup_and_test_reports_a_failed_tier_and_still_stops_the_stack(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    tools_for_setup(scene, monkeypatch)
     monkeypatch.setenv(orchestrate.INTEGRATION_ENV, "sk-not-a-real-key")
-    scene.write_config(toy_service("front"))
-    write_test(scene.root / "tests" / "unit" / "test_u.py", TIER_CHECKS_THE_STACK)
-    write_test(scene.root / "tests" / "mock" / "test_m.py", "def test_m():\n    assert False\n")
-    write_test(scene.root / "tests" / "integration" / "test_i.py", TIER_CHECKS_THE_STACK)
+    tiers_for_setup(
+        scene,
+        monkeypatch,
+        unit=TIER_CHECKS_THE_STACK,
+        mock="def test_m():\n    assert False\n",
+        integration=TIER_CHECKS_THE_STACK,
+    )
 
     assert orchestrate.setup_and_test(workers="0") is False
     said = capsys.readouterr().out
