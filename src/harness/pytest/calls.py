@@ -159,39 +159,30 @@ def ask(
 ) -> Answer:
     """One call through the official SDK, on either endpoint, streamed or not; `prompt` is the
     user message (`params` may hold any request field, `text` of the Responses API included)."""
+    request: dict[str, Any] = {"model": model_name, "extra_headers": headers, **params}
     try:
         if endpoint == CHAT:
-            return _ask_chat(sdk, model_name, prompt, stream, headers, params)
-        return _ask_responses(sdk, model_name, prompt, stream, headers, params)
+            request.setdefault("messages", [{"role": "user", "content": prompt}])
+            return _ask_chat(sdk, request, stream)
+        request.setdefault("input", prompt)
+        return _ask_responses(sdk, request, stream)
     except openai.APIStatusError as error:
         body = error.response.json()
         assert set(body) == {"error"}, f"not an OpenAI error body: {body}"
         return Answer(error.status_code, error.response.headers, error=dict(body["error"]))
 
 
-def _ask_chat(
-    sdk: openai.OpenAI,
-    model_name: str,
-    prompt: str,
-    stream: bool,
-    headers: dict[str, str] | None,
-    params: dict[str, Any],
-) -> Answer:
-    messages = params.pop("messages", [{"role": "user", "content": prompt}])
+def _ask_chat(sdk: openai.OpenAI, request: dict[str, Any], stream: bool) -> Answer:
     create = sdk.chat.completions
     if not stream:
-        raw = create.with_raw_response.create(
-            model=model_name, messages=messages, extra_headers=headers, **params
-        )
+        raw = create.with_raw_response.create(**request)
         completion = raw.parse()
         usage = completion.usage.model_dump() if completion.usage else None
         text_out = completion.choices[0].message.content or ""
         return Answer(
             raw.status_code, raw.headers, text_out, usage, completed=True, id=completion.id
         )
-    with create.with_streaming_response.create(
-        model=model_name, messages=messages, stream=True, extra_headers=headers, **params
-    ) as raw:
+    with create.with_streaming_response.create(stream=True, **request) as raw:
         answer = Answer(raw.status_code, raw.headers)
         parts: list[str] = []
         try:
@@ -210,20 +201,10 @@ def _ask_chat(
         return answer
 
 
-def _ask_responses(
-    sdk: openai.OpenAI,
-    model_name: str,
-    prompt: str,
-    stream: bool,
-    headers: dict[str, str] | None,
-    params: dict[str, Any],
-) -> Answer:
+def _ask_responses(sdk: openai.OpenAI, request: dict[str, Any], stream: bool) -> Answer:
     create = sdk.responses
-    input_value = params.pop("input", prompt)
     if not stream:
-        raw = create.with_raw_response.create(
-            model=model_name, input=input_value, extra_headers=headers, **params
-        )
+        raw = create.with_raw_response.create(**request)
         response = raw.parse()
         usage = response.usage.model_dump() if response.usage else None
         return Answer(
@@ -234,9 +215,7 @@ def _ask_responses(
             completed=True,
             id=response.id,
         )
-    with create.with_streaming_response.create(
-        model=model_name, input=input_value, stream=True, extra_headers=headers, **params
-    ) as raw:
+    with create.with_streaming_response.create(stream=True, **request) as raw:
         answer = Answer(raw.status_code, raw.headers)
         parts = []
         for event in raw.parse():
