@@ -2,7 +2,7 @@
 
 Each task is a thin wrapper: the work is done in `harness.dev.orchestrate`, and `smoke` and
 `bench` take the options of their own command lines (`harness.checks.smoke_cli`,
-`harness.perf.bench`). Every task takes `--no-color` (so does the NO_COLOR environment variable).
+`harness.perf.bench_options`). Every task takes `--no-color` (so does NO_COLOR).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from harness.checks import smoke_cli
 from harness.dev import orchestrate
 from harness.dev.invoke_support import ParserTask, exit_with, guarded
 from harness.perf import bench as benchmark
+from harness.perf import bench_options
 
 
 @task
@@ -72,7 +73,7 @@ def smoke(c: Context, argv: list[str]) -> None:
     exit_with("--no-color" in argv, lambda: smoke_cli.main(argv))
 
 
-@task(klass=ParserTask, parser=benchmark.parser())
+@task(klass=ParserTask, parser=bench_options.parser())
 def bench(c: Context, argv: list[str]) -> None:
     """Benchmark what switchyard adds over calling its upstream directly (open-loop latency by
     rate, closed-loop throughput, streaming, cache hits, memory). Markdown on stdout; results

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.compat import tomllib
-from harness.perf import bench
+from harness.perf import bench, bench_options
 from harness.perf import bench_report as report
 
 
@@ -173,7 +173,7 @@ def test_closed_loop_seconds() -> None:
 
 
 def test_the_estimate_adds_up_the_phases() -> None:
-    options = bench.BenchOptions(
+    options = bench_options.BenchOptions(
         rates=[100, 1000],
         duration=2,
         slice_ms=500,
@@ -353,11 +353,12 @@ def test_results_are_written(tmp_path: Path) -> None:
 
 
 def test_defaults_and_the_quick_preset() -> None:
-    full = bench.parse_args([])
+    full = bench_options.parse_args([])
     assert full.rates == [100, 500, 1000, 2000]
     assert (full.duration, full.slice_ms, full.build, full.plot) == (10.0, 1000, True, True)
     assert full.results.parts[-2:] == ("reports", "bench")
-    quick = bench.parse_args(["--quick", "--duration", "3", "--no-build", "--results", "out"])
+    argv = ["--quick", "--duration", "3", "--no-build", "--results", "out"]
+    quick = bench_options.parse_args(argv)
     assert quick.rates == [100, 1000]
     assert quick.duration == 3.0  # an explicit option beats the preset
     assert quick.slice_ms == 500
@@ -366,16 +367,16 @@ def test_defaults_and_the_quick_preset() -> None:
 
 
 def test_rates_are_validated() -> None:
-    assert bench.parse_rates("100, 2000,50.5") == [100.0, 2000.0, 50.5]
+    assert bench_options.parse_rates("100, 2000,50.5") == [100.0, 2000.0, 50.5]
     for bad in ("100,fast", "0", "-5"):
         with pytest.raises(ValueError):
-            bench.parse_rates(bad)
+            bench_options.parse_rates(bad)
     with pytest.raises(SystemExit):
-        bench.parse_args(["--rates", "x"])
+        bench_options.parse_args(["--rates", "x"])
 
 
 def test_other_proxies_are_named_uniquely() -> None:
-    others = bench.other_proxies(
+    others = bench_options.other_proxies(
         [
             "litellm --port {port} --api-base {upstream_url}",
             "OPENAI_API_KEY=x /opt/bin/LiteLLM --port {port}",
@@ -395,17 +396,17 @@ def test_other_proxies_are_named_uniquely() -> None:
     assert others[2].command == "./gateway --listen 127.0.0.1:{port}"
     assert others[3].url == "http://127.0.0.1:4000"
     with pytest.raises(ValueError, match="must use"):
-        bench.other_proxies(["litellm --port 4000"], [], "tcp")
+        bench_options.other_proxies(["litellm --port 4000"], [], "tcp")
     with pytest.raises(ValueError, match="plain http"):
-        bench.other_proxies([], ["https://example.com"], "tcp")
+        bench_options.other_proxies([], ["https://example.com"], "tcp")
 
 
 def test_phases_can_be_chosen() -> None:
-    assert bench.parse_args(["--only", "stream, open"]).phases == ["open", "stream"]
-    assert bench.parse_args([]).phases == ["open", "closed", "stream", "cache"]
+    assert bench_options.parse_args(["--only", "stream, open"]).phases == ["open", "stream"]
+    assert bench_options.parse_args([]).phases == ["open", "closed", "stream", "cache"]
     with pytest.raises(ValueError):
-        bench.parse_phases("open,latency")
-    options = bench.BenchOptions(phases=["stream"], stream_rate=100, stream_duration=1)
+        bench_options.parse_phases("open,latency")
+    options = bench_options.BenchOptions(phases=["stream"], stream_rate=100, stream_duration=1)
     options.slice_ms, options.warmup_ms = 500, 0
     assert bench.estimate_seconds(options, 2) == pytest.approx(2)
 
@@ -420,13 +421,14 @@ def test_markdown_without_an_open_loop() -> None:
 
 
 def test_split_name() -> None:
-    assert bench.split_name("x=http://h:1") == ("x", "http://h:1")
-    assert bench.split_name("http://h:1/?a=b") == (None, "http://h:1/?a=b")
-    assert bench.split_name("KEY=1 cmd") == (None, "KEY=1 cmd")
+    assert bench_options.split_name("x=http://h:1") == ("x", "http://h:1")
+    assert bench_options.split_name("http://h:1/?a=b") == (None, "http://h:1/?a=b")
+    assert bench_options.split_name("KEY=1 cmd") == (None, "KEY=1 cmd")
 
 
 def test_a_proxy_command_becomes_a_stack_command() -> None:
-    command = bench.stack_command("gw --port {port} --upstream '{upstream_url}' -x {upstream_port}")
+    given = "gw --port {port} --upstream '{upstream_url}' -x {upstream_port}"
+    command = bench_options.stack_command(given)
     assert command == [
         "gw",
         "--port",
@@ -452,8 +454,8 @@ def test_the_proxy_config_is_one_fast_upstream(cache: bool) -> None:
 
 
 def test_the_bench_stack_starts_everything_under_the_process_manager(tmp_path: Path) -> None:
-    options = bench.BenchOptions(
-        others=bench.other_proxies(["gw --port {port} {upstream_url}"], [], "tcp")
+    options = bench_options.BenchOptions(
+        others=bench_options.other_proxies(["gw --port {port} {upstream_url}"], [], "tcp")
     )
     bins = {name: tmp_path / name for name in bench.BINARIES}
     the_stack = bench.bench_stack(options, bins, "bench-test")

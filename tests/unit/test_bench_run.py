@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from harness.perf import bench, measuring, sampler
+from harness.perf import bench, bench_options, measuring, sampler
 from harness.perf import bench_report as report
 from harness.runtime import stack
 from harness.runtime.process import pick_free_port
@@ -278,7 +278,7 @@ def test_bad_options_are_usage_errors(
     argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as caught:
-        bench.parse_args(argv)
+        bench_options.parse_args(argv)
     assert caught.value.code == 2
     assert problem in capsys.readouterr().err
 
@@ -394,10 +394,10 @@ def test_machine_info_and_notes() -> None:
     machine = measuring.machine_info()
     assert machine["cpus"] == os.cpu_count()
     assert machine["cpu_model"] and len(machine["loadavg_before"]) == 3
-    calm = bench.notes({"cpus": 2, "loadavg_before": [0.1]}, bench.BenchOptions())
+    calm = bench.notes({"cpus": 2, "loadavg_before": [0.1]}, bench_options.BenchOptions())
     assert len(calm) == 1 and "2 CPUs" in calm[0]
     busy = bench.notes(
-        {"cpus": 2, "loadavg_before": [1.5]}, bench.BenchOptions(control=True, quick=True)
+        {"cpus": 2, "loadavg_before": [1.5]}, bench_options.BenchOptions(control=True, quick=True)
     )
     assert any("load average 1.50" in note for note in busy)
     assert any("noise floor" in note for note in busy)

@@ -12,7 +12,7 @@ from invoke import Context, Exit
 
 from harness.checks import smoke_cli
 from harness.dev import coverage, invoke_support, nox_support, reliability
-from harness.perf import bench
+from harness.perf import bench_options
 from harness.runtime.config import ConfigError
 from harness.runtime.process import ProcessError
 
@@ -207,11 +207,11 @@ def test_exit_with_exits_with_a_non_zero_result(returned: int | None, code: int 
 
 
 def test_a_parser_task_has_the_parsers_options_and_help() -> None:
-    task = invoke_support.ParserTask(lambda c, argv: argv, parser=bench.parser())
+    task = invoke_support.ParserTask(lambda c, argv: argv, parser=bench_options.parser())
     arguments = {argument.name: argument for argument in task.get_arguments()}
     assert "help" not in arguments, "invoke's own --help stays invoke's"
     assert set(arguments) == {
-        *(action.dest for action in invoke_support.options(bench.parser())),
+        *(action.dest for action in invoke_support.options(bench_options.parser())),
         invoke_support.EXTRA,
     }
     assert arguments["quick"].kind is bool and arguments["quick"].default is False
@@ -221,8 +221,8 @@ def test_a_parser_task_has_the_parsers_options_and_help() -> None:
 
 
 def test_a_parser_task_passes_a_command_line_its_parser_reads_back() -> None:
-    task = invoke_support.ParserTask(lambda c, argv: argv, parser=bench.parser())
-    values = {action.dest: None for action in invoke_support.options(bench.parser())}
+    task = invoke_support.ParserTask(lambda c, argv: argv, parser=bench_options.parser())
+    values = {action.dest: None for action in invoke_support.options(bench_options.parser())}
     values.update(quick=True, no_build=False, proxy_cmd=["a={port}", "b={port}"], rates="100,200")
     argv = task(Context(), **values, args="--concurrency 64")
     assert argv == [
@@ -230,7 +230,7 @@ def test_a_parser_task_passes_a_command_line_its_parser_reads_back() -> None:
         *("--proxy-cmd", "a={port}", "--proxy-cmd", "b={port}"),
         *("--concurrency", "64"),
     ]
-    options = bench.parse_args(argv)
+    options = bench_options.parse_args(argv)
     assert (options.quick, options.rates, options.concurrency) == (True, [100.0, 200.0], 64)
     assert [other.name for other in options.others] == ["a", "b"]
     assert options.build, "--no-build was not given"
