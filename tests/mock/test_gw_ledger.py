@@ -26,6 +26,7 @@ from harness.pytest.gateway import (
     mock_upstream,
     model,
     proxy_config,
+    read_until,
     records_of,
     reply_to,
     request_body,
@@ -252,11 +253,8 @@ def test_a_stream_cut_by_the_client_is_recorded_as_499_with_what_was_produced(
     client = gateway.http(keys.tenants["acme"])
     with client.stream("POST", PATHS[endpoint], json=body, headers=headers) as response:
         assert response.status_code == 200
-        seen = ""
-        for line in response.iter_lines():
-            seen += line + "\n\n"
-            if len(stream_text(endpoint, seen).split()) >= 3:
-                break  # three words arrived: hang up
+        # Hang up once three words arrived.
+        seen = read_until(response, endpoint, lambda text: len(text.split()) >= 3)
     read_words = len(stream_text(endpoint, seen).split())
 
     record = wait_for(

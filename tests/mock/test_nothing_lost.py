@@ -46,6 +46,7 @@ from harness.pytest.gateway import (
     mock_upstream,
     model,
     proxy_config,
+    read_until,
     records_of,
     reply_to,
     request_body,
@@ -280,10 +281,7 @@ def cut_stream(case: Case, client: httpx.Client) -> Seen:
     with client.stream("POST", PATHS[case.endpoint], json=body, headers=case.headers()) as reply:
         status, headers = reply.status_code, reply.headers
         if status == 200:
-            for line in reply.iter_lines():
-                seen += line + "\n\n"
-                if len(stream_text(case.endpoint, seen).split()) >= 3:
-                    break
+            seen = read_until(reply, case.endpoint, lambda text: len(text.split()) >= 3)
     read = len(stream_text(case.endpoint, seen).split())
     return Seen(case, status, headers, words_read=read)
 

@@ -41,6 +41,11 @@ def post(
     return http.post(f"/{upstream}/{path}", json=body, headers={"x-mock-fault": fault})
 
 
+def responses_stream(http: httpx.Client, upstream: str, text: str, fault: str) -> httpx.Response:
+    """A streamed Responses request with the fault `fault`."""
+    return post(http, upstream, RESPONSES_PATH, responses_body(text, stream=True), fault)
+
+
 def last_entry(http: httpx.Client, upstream: str) -> dict[str, Any]:
     return log_entries(http, upstream=upstream)[-1]
 
@@ -87,13 +92,7 @@ def test_not_sse_puts_a_stray_line_into_an_otherwise_normal_stream(
 def test_not_sse_on_a_responses_stream_comes_after_n_deltas(
     http: httpx.Client, upstream: str
 ) -> None:
-    reply = post(
-        http,
-        upstream,
-        RESPONSES_PATH,
-        responses_body("a b", stream=True),
-        "type=not_sse;after_chunks=2",
-    )
+    reply = responses_stream(http, upstream, "a b", "type=not_sse;after_chunks=2")
     blocks = wire_events(reply.text)
     stray = blocks.index("this line is not server-sent events")
     events = [block.split("\n")[0] for block in blocks]
@@ -123,13 +122,7 @@ def test_truncate_ends_a_chat_stream_cleanly_without_finish_or_done(
 def test_truncate_ends_a_responses_stream_without_its_completion(
     http: httpx.Client, upstream: str
 ) -> None:
-    reply = post(
-        http,
-        upstream,
-        RESPONSES_PATH,
-        responses_body("a b c", stream=True),
-        "type=truncate;after_chunks=1",
-    )
+    reply = responses_stream(http, upstream, "a b c", "type=truncate;after_chunks=1")
     names = [name for name, _ in response_events(reply.text)]
     assert names[-1] == "response.output_text.delta"
     assert names.count("response.output_text.delta") == 1

@@ -141,12 +141,16 @@ def test_stack_of_a_killed_owner_is_swept(
     assert list(state.rglob("*.pid")) == []
 
 
-def test_stack_of_a_live_owner_is_left_alone(
-    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+@pytest.mark.parametrize(
+    ("stack_id", "owned"),
+    [("mine", True), ("kept", False)],
+    ids=["the-stack-of-a-live-owner", "a-persistent-stack-that-is-up"],
+)
+def test_a_stack_that_is_no_orphan_survives_a_sweep(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack], stack_id: str, owned: bool
 ) -> None:
-    the_stack = make_stack(
-        tmp_path, stacks, toy_service("front"), "mine", owner_pid=psutil.Process().pid
-    )
+    owner = psutil.Process().pid if owned else None
+    the_stack = make_stack(tmp_path, stacks, toy_service("front"), stack_id, owner_pid=owner)
     the_stack.up()
     pids = pids_of(the_stack)
     assert stack.sweep_orphans(config_path=the_stack.config.path) == []
@@ -188,16 +192,6 @@ def test_persistent_stack_killed_while_starting_is_swept(
     cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
     assert any("orphaned stack 'half-up'" in line for line in cleaned)
     assert all(gone(pid) for pid in pids)
-
-
-def test_persistent_stack_that_is_up_survives_a_sweep(
-    tmp_path: Path, state: Path, stacks: list[stack.Stack]
-) -> None:
-    the_stack = make_stack(tmp_path, stacks, toy_service("front"), "kept")
-    the_stack.up()
-    pids = pids_of(the_stack)
-    assert stack.sweep_orphans(config_path=the_stack.config.path) == []
-    assert pids_of(the_stack) == pids
 
 
 def test_unreadable_stack_metadata_makes_an_orphan(

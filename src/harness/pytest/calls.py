@@ -105,6 +105,17 @@ def read_stream(
     return response, b"".join(received).decode(errors="replace")
 
 
+def read_until(response: httpx.Response, endpoint: str, enough: Callable[[str], bool]) -> str:
+    """Read an open stream until `enough(the reply text so far)` holds, or the stream ends;
+    the SSE that arrived. Leaving early is a client hanging up: the caller closes `response`."""
+    seen = ""
+    for line in response.iter_lines():
+        seen += line + "\n\n"
+        if enough(stream_text(endpoint, seen)):
+            break
+    return seen
+
+
 def stream_completed(endpoint: str, raw: str) -> bool:
     events = sse_events(raw)
     if endpoint == CHAT:
