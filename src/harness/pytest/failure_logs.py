@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.dev.nox_support import FAILURE_LOGS_ENV as DESTINATION_ENV
 from harness.pytest import stacks as testing
 from harness.runtime import paths, stack
+
+# Where to copy the logs; the nox sessions set it (`harness.dev.nox_support`).
+DESTINATION_ENV = "SWITCHYARD_FAILURE_LOGS"
 
 # Exit codes that mean the run failed (not "no tests collected", not a usage error).
 FAILED_EXIT_CODES = {
