@@ -1,4 +1,5 @@
-"""The integration tier: the proxy in front of a real OpenAI-compatible endpoint.
+"""The integration tier: the proxy in front of a real OpenAI-compatible endpoint
+(`harness.pytest.real_endpoint`).
 
 Needs OPENAI_API_KEY; OPENAI_BASE_URL (default https://api.openai.com/v1) and
 SWITCHYARD_INTEGRATION_MODEL (default gpt-4o-mini) are optional. Without the key every test is
@@ -13,28 +14,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from harness.pytest import stacks as testing
-from harness.pytest.proxy_configs import SERVER_DEFAULTS, model
-from harness.runtime.config import toml_document
-
-MODEL = os.environ.get("SWITCHYARD_INTEGRATION_MODEL", "gpt-4o-mini")
-
-# The key stays in the environment: the rendered config names the variable, never the value.
-PROXY_CONFIG = toml_document(
-    {
-        "server": SERVER_DEFAULTS,
-        "upstreams": [
-            {
-                "name": "real",
-                "base_url": "${base_url}",
-                "api_key_env": "OPENAI_API_KEY",
-                "responses": True,
-                "timeout_ms": 60000,
-            }
-        ],
-        "models": [model("${model}", ["real"])],
-    }
-)
+from harness.pytest.real_endpoint import start_real_proxy
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,9 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def real_proxy_url() -> Iterator[str]:
-    base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
-    inherit: dict[str, object] = {"base_url": base_url, "model": MODEL}
-    proxy = testing.own_stack("integration", proxy_config=PROXY_CONFIG, inherit=inherit)
+    proxy = start_real_proxy()
     try:
         yield proxy.url(proxy.config.proxy)
     finally:

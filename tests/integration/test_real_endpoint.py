@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.integration.conftest import MODEL
+from harness.pytest.real_endpoint import MODEL
 
 PROMPT = [{"role": "user", "content": "Reply with the single word: pong"}]
 

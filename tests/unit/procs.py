@@ -1,27 +1,6 @@
-"""Helpers for tests that watch real processes."""
+"""Moved to `harness.pytest.procs`; this name stays until test_orchestrate.py imports it from
+there."""
 
-from __future__ import annotations
+from harness.pytest.procs import TOY, gone
 
-from pathlib import Path
-
-import psutil
-
-from harness.runtime.poll import WaitTimeout, wait_until
-
-TOY = str(Path(__file__).with_name("toy_server.py"))
-
-
-def gone(pid: int, within: float = 5.0) -> bool:
-    """Whether the process has exited (a zombie counts) within a bounded wait: a kill is
-    delivered asynchronously, so the state right after it can still say running."""
-
-    def exited() -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    try:
-        return wait_until(exited, what=f"process {pid} to exit", timeout=within, cap=0.01)
-    except WaitTimeout:
-        return False
+__all__ = ["TOY", "gone"]

@@ -21,12 +21,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.pytest import strangers
+from harness.pytest.procs import TOY
+from harness.pytest.strangers import Strangers
 from harness.runtime import paths
 from harness.runtime.poll import WaitTimeout, wait_until
 from harness.runtime.process import OWNER_ENV
-from tests import strangers
-from tests.strangers import Strangers
-from tests.unit.procs import TOY
 
 pytestmark = [
     pytest.mark.chaos,

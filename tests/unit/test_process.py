@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.pytest import strangers
+from harness.pytest.procs import TOY, gone
 from harness.runtime.poll import backoff_delays, wait_until
 from harness.runtime.process import (
     OWNER_ENV,
@@ -35,8 +37,6 @@ from harness.runtime.process import (
     tail,
     write_pid_file,
 )
-from tests import strangers
-from tests.unit.procs import TOY, gone
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.pytest import strangers
+from harness.pytest.procs import TOY, gone
 from harness.runtime import stack
 from harness.runtime.config import ConfigError, load_stack_config
 from harness.runtime.process import AlreadyRunning, ServiceStartError
-from tests import strangers
-from tests.unit.procs import TOY, gone
 
 
 def toy_service(name: str, *flags: str, port: str = '"pick"', argument: str = "${port}") -> str:

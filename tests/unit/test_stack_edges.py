@@ -14,11 +14,11 @@ import psutil
 import pytest
 from filelock import FileLock
 
+from harness.pytest import strangers
+from harness.pytest.procs import gone
+from harness.pytest.scene import Scene, make_scene, toy_service
 from harness.runtime import console, stack
 from harness.runtime.process import ProcessError, ServiceStartError, attach, port_in_use, run
-from tests import strangers
-from tests.unit.procs import gone
-from tests.unit.scene import Scene, make_scene, toy_service
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import psutil
 import pytest
 
 from harness.pytest import stacks as testing
+from harness.pytest import strangers
+from harness.pytest.procs import gone
+from harness.pytest.scene import Scene, make_scene, toy_service
 from harness.runtime import stack
-from tests import strangers
-from tests.unit.procs import gone
-from tests.unit.scene import Scene, make_scene, toy_service
 
 SELECTORS = ("SWITCHYARD_BASE_URL", "SWITCHYARD_MOCK_URL", "SWITCHYARD_STACK", "SWITCHYARD_REUSE")
 

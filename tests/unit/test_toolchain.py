@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.pytest.scene import write_executable
 from harness.runtime import toolchain
 from harness.runtime.config import load_stack_config
 from harness.runtime.process import ProcessError
-from tests.unit.scene import write_executable
 
 
 @pytest.fixture

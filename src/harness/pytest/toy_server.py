@@ -1,4 +1,5 @@
-"""A tiny server whose misbehaviour is chosen on the command line, for the process-manager tests.
+"""A tiny server whose misbehaviour is chosen on the command line, for the process-manager tests
+(run as a script: its path is `harness.pytest.procs.TOY`).
 
 python toy_server.py PORT [--ignore-term] [--fork-child PIDFILE [--escape]]
                           [--exit-now CODE] [--no-listen]
@@ -12,6 +13,8 @@ import signal
 import socket
 import sys
 import time
+
+from harness.runtime.poll import wait_until
 
 
 def main() -> None:
@@ -44,8 +47,7 @@ def main() -> None:
             os.replace(tmp, args.fork_child)
             while True:
                 time.sleep(1)
-        while not os.path.exists(args.fork_child):
-            time.sleep(0.005)
+        wait_until(lambda: os.path.exists(args.fork_child), what="the child's PID file", timeout=60)
     if args.no_listen:
         while True:
             time.sleep(1)

@@ -1,0 +1,38 @@
+"""The integration tier's proxy: the stack's proxy binary in front of a real OpenAI-compatible
+endpoint (OPENAI_BASE_URL, default https://api.openai.com/v1), serving one model
+(SWITCHYARD_INTEGRATION_MODEL, default gpt-4o-mini)."""
+
+from __future__ import annotations
+
+import os
+
+from harness.pytest import stacks as testing
+from harness.pytest.proxy_configs import SERVER_DEFAULTS, model
+from harness.runtime.config import toml_document
+from harness.runtime.stack import Stack
+
+MODEL = os.environ.get("SWITCHYARD_INTEGRATION_MODEL", "gpt-4o-mini")
+
+# The key stays in the environment: the rendered config names the variable, never the value.
+PROXY_CONFIG = toml_document(
+    {
+        "server": SERVER_DEFAULTS,
+        "upstreams": [
+            {
+                "name": "real",
+                "base_url": "${base_url}",
+                "api_key_env": "OPENAI_API_KEY",
+                "responses": True,
+                "timeout_ms": 60000,
+            }
+        ],
+        "models": [model("${model}", ["real"])],
+    }
+)
+
+
+def start_real_proxy() -> Stack:
+    """A proxy of this run's own in front of the real endpoint; the caller stops it."""
+    base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
+    inherit: dict[str, object] = {"base_url": base_url, "model": MODEL}
+    return testing.own_stack("integration", proxy_config=PROXY_CONFIG, inherit=inherit)
