@@ -20,9 +20,9 @@ import pytest
 
 from harness.perf import bench, bench_options, measuring, sampler
 from harness.perf import bench_report as report
+from harness.pytest.scene import Scene, make_scene, write_executable
 from harness.runtime import stack
 from harness.runtime.process import pick_free_port
-from tests.unit.scene import Scene, make_scene, write_executable
 
 FAKES = Path(__file__).with_name("fake_bench_tools.py")
 # One rate, short phases: the stand-ins send a fixed few requests per target whatever is asked.

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.dev import nox_support
+from harness.pytest.scene import make_scene, toy_service, write_executable
 from harness.runtime.toolchain import ToolMissing
-from tests.unit.scene import make_scene, toy_service, write_executable
 
 
 def fake_pyenv(root: Path, *versions: str, without_bin: tuple[str, ...] = ()) -> Path:

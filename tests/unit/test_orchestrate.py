@@ -14,12 +14,12 @@ import psutil
 import pytest
 
 from harness.dev import orchestrate
+from harness.pytest.procs import gone
+from harness.pytest.scene import Scene, make_scene, toy_service
 from harness.runtime import stack
 from harness.runtime.config import ConfigError
 from harness.runtime.process import AlreadyRunning, ProcessError, ServiceStartError
 from harness.runtime.toolchain import ToolMissing
-from tests.unit.procs import gone
-from tests.unit.scene import Scene, make_scene, toy_service
 
 
 @pytest.fixture

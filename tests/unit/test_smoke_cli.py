@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness.checks import smoke_cli
+from harness.pytest.scene import Scene, make_scene, toy_service
 from harness.runtime import stack
 from harness.runtime.process import pick_free_port, port_in_use
-from tests.unit.scene import Scene, make_scene, toy_service
 
 FAST = ["--timeout", "0.3", "--requests", "2", "--no-color"]
 
