@@ -5,7 +5,9 @@ error that quotes the key it refuses. Each is checked on the wire, against a moc
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -44,6 +46,21 @@ def post(
 def responses_stream(http: httpx.Client, upstream: str, text: str, fault: str) -> httpx.Response:
     """A streamed Responses request with the fault `fault`."""
     return post(http, upstream, RESPONSES_PATH, responses_body(text, stream=True), fault)
+
+
+@contextlib.contextmanager
+def impatient_stream(
+    mock_url: str, upstream: str, body: dict[str, Any], fault: str
+) -> Iterator[httpx.Response]:
+    """A chat request whose reply must stall: reading gives up after 0.5 s of silence."""
+    with (
+        httpx.Client(base_url=mock_url, timeout=httpx.Timeout(10, read=0.5)) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+        impatient.stream(
+            "POST", f"/{upstream}/{CHAT_PATH}", json=body, headers={"x-mock-fault": fault}
+        ) as reply,
+    ):
+        yield reply
 
 
 def last_entry(http: httpx.Client, upstream: str) -> dict[str, Any]:
@@ -173,16 +190,8 @@ def test_hang_after_chunks_stops_mid_stream_until_the_client_leaves(
     mock_url: str, http: httpx.Client, upstream: str
 ) -> None:
     received = ""
-    with (
-        httpx.Client(base_url=mock_url, timeout=httpx.Timeout(10, read=0.5)) as impatient,
-        pytest.raises(httpx.ReadTimeout),
-        impatient.stream(
-            "POST",
-            f"/{upstream}/{CHAT_PATH}",
-            json=chat_body("a b c", stream=True),
-            headers={"x-mock-fault": "type=hang;after_chunks=2"},
-        ) as reply,
-    ):
+    body = chat_body("a b c", stream=True)
+    with impatient_stream(mock_url, upstream, body, "type=hang;after_chunks=2") as reply:
         for text in reply.iter_text():
             received += text
     assert chat_text(chat_payloads(wire_events(received))) == "reply 1:"
@@ -197,16 +206,9 @@ def test_hang_after_chunks_stops_mid_stream_until_the_client_leaves(
 def test_hang_after_chunks_without_stream_sends_half_the_body_then_waits(
     mock_url: str, upstream: str
 ) -> None:
-    with (
-        httpx.Client(base_url=mock_url, timeout=httpx.Timeout(10, read=0.5)) as impatient,
-        pytest.raises(httpx.ReadTimeout),
-        impatient.stream(
-            "POST",
-            f"/{upstream}/{CHAT_PATH}",
-            json=chat_body("a b c"),
-            headers={"x-mock-fault": "type=hang;after_chunks=0"},
-        ) as reply,
-    ):
+    with impatient_stream(
+        mock_url, upstream, chat_body("a b c"), "type=hang;after_chunks=0"
+    ) as reply:
         assert reply.status_code == 200
         for _ in reply.iter_raw():
             pass

@@ -63,6 +63,12 @@ def pids_of(the_stack: stack.Stack) -> list[int]:
     return [service.record.pid for service in the_stack.services().values()]
 
 
+def assert_swept_as_an_orphan(the_stack: stack.Stack, pids: list[int]) -> None:
+    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
+    assert any(f"orphaned stack '{the_stack.id}'" in line for line in cleaned)
+    assert all(gone(pid) for pid in pids)
+
+
 def test_up_status_down(tmp_path: Path, state: Path, stacks: list[stack.Stack]) -> None:
     the_stack = make_stack(tmp_path, stacks, toy_service("back") + toy_service("front"))
     started = the_stack.up()
@@ -135,9 +141,7 @@ def test_stack_of_a_killed_owner_is_swept(
         pids = pids_of(the_stack)
         strangers.end(owner)
 
-    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
-    assert any("orphaned stack 'orphan'" in line for line in cleaned)
-    assert all(gone(pid) for pid in pids)
+    assert_swept_as_an_orphan(the_stack, pids)
     assert list(state.rglob("*.pid")) == []
 
 
@@ -189,9 +193,7 @@ def test_persistent_stack_killed_while_starting_is_swept(
         assert stack.sweep_orphans(config_path=the_stack.config.path) == [], "its creator is alive"
         strangers.end(creator)
 
-    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
-    assert any("orphaned stack 'half-up'" in line for line in cleaned)
-    assert all(gone(pid) for pid in pids)
+    assert_swept_as_an_orphan(the_stack, pids)
 
 
 def test_unreadable_stack_metadata_makes_an_orphan(
@@ -201,9 +203,7 @@ def test_unreadable_stack_metadata_makes_an_orphan(
     the_stack.up()
     pids = pids_of(the_stack)
     (the_stack.dir / "stack.json").write_text("{half")
-    cleaned = stack.sweep_orphans(config_path=the_stack.config.path)
-    assert any("orphaned stack 'garbled'" in line for line in cleaned)
-    assert all(gone(pid) for pid in pids)
+    assert_swept_as_an_orphan(the_stack, pids)
 
 
 def test_twenty_stacks_started_at_once_never_collide_on_ports(
