@@ -12,6 +12,7 @@ import pytest
 from harness.compat import tomllib
 from harness.perf import bench, bench_options
 from harness.perf import bench_report as report
+from harness.pytest.proxy_configs import with_upstream
 
 
 def latency(p50: float, p99: float, *, p90: float | None = None) -> dict[str, Any]:
@@ -442,7 +443,7 @@ def test_a_proxy_command_becomes_a_stack_command() -> None:
 
 @pytest.mark.parametrize("cache", [False, True])
 def test_the_proxy_config_is_one_fast_upstream(cache: bool) -> None:
-    text = bench.proxy_config('be"nch', cache).replace("${upstream.url}", "http://127.0.0.1:9")
+    text = with_upstream(bench.proxy_config('be"nch', cache))
     config = tomllib.loads(text)
     assert config["cache"]["backend"] == ("memory" if cache else "off")
     assert config["ledger"] == {"backend": "memory"}

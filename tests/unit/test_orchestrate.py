@@ -155,7 +155,7 @@ def test_a_server_that_dies_at_startup_reports_its_exit_code_and_log(scene: Scen
 
 
 def test_a_bad_stack_file_names_the_file_and_the_key(scene: Scene) -> None:
-    scene.write_config(toy_service("front").replace('port = "pick"', 'port = "any"'))
+    scene.write_config(toy_service("front", port='"any"'))
     with pytest.raises(ConfigError) as caught:
         orchestrate.up()
     assert str(caught.value).startswith(f"{scene.config}: services.front.port: ")

@@ -13,6 +13,7 @@ import pytest
 from harness.compat import tomllib
 from harness.perf import measuring, soak
 from harness.perf import soak_report as report
+from harness.pytest.proxy_configs import with_upstream
 
 MIB = 1024 * 1024
 
@@ -365,7 +366,7 @@ def test_the_load_generator_gets_the_mix_the_buckets_and_the_key() -> None:
 
 
 def test_the_proxy_is_deployed_with_keys_the_sqlite_ledger_and_the_cache() -> None:
-    config = tomllib.loads(soak.proxy_config().replace("${upstream.url}", "http://127.0.0.1:9"))
+    config = tomllib.loads(with_upstream(soak.proxy_config()))
     assert config["ledger"] == {"backend": "sqlite", "path": "soak-ledger.sqlite3"}
     assert config["cache"]["backend"] == "memory"
     assert config["cache"]["max_entries"] == soak.CACHE_ENTRIES

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.pytest import failure_logs
 from harness.runtime import paths, stack, toolchain
 
 WORKFLOWS = (".github/workflows/ci.yml",)
 # Where the `harness.pytest.failure_logs` pytest plugin copies a failed run's server logs.
-FAILURE_LOGS_ENV = "SWITCHYARD_FAILURE_LOGS"
+FAILURE_LOGS_ENV = failure_logs.DESTINATION_ENV
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 # The crate and its workspace members (the bench tools live in proxy/bench/).
 CARGO_MANIFEST = ("--manifest-path", "proxy/Cargo.toml")

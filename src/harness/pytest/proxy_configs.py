@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from harness.runtime.config import toml_document
+from harness.runtime.config import ConfigError, render, toml_document
 
 # `[server]` of every test proxy unless a test says otherwise: loopback, a port of its own.
 SERVER_DEFAULTS: dict[str, Any] = {"bind": "127.0.0.1", "port": 0}
+
+
+def with_upstream(template: str, url: str = "http://127.0.0.1:9") -> str:
+    """A proxy config template with `${upstream.url}` filled in by the harness's own renderer,
+    as the benchmark's and the soak's stacks fill it; any other placeholder is an error."""
+
+    def unknown(name: str) -> ConfigError:
+        return ConfigError(Path("<proxy config>"), name, "unknown placeholder")
+
+    return render(template, {"upstream.url": url}, unknown)
 
 
 def mock_upstream(name: str, **settings: Any) -> dict[str, Any]:
