@@ -7,7 +7,7 @@ import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,10 +16,13 @@ from prometheus_client.samples import Sample
 from harness.pytest import stacks as testing
 from harness.runtime.poll import WaitTimeout, wait_until
 
-if TYPE_CHECKING:
-    from harness.pytest.gateway import Gateway
-
 T = TypeVar("T")
+
+
+class Gateway(Protocol):
+    """What the usage readers need of a proxy (`harness.pytest.gateway.Gateway` has it)."""
+
+    url: str
 
 
 # --------------------------------------------------------------------------- the mock
