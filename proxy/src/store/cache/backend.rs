@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::cache::{CacheBackendKind, CacheConfig};
 use crate::store::cache::entry::CachedResponse;
@@ -217,28 +217,20 @@ impl MemoryStore {
     }
 }
 
-/// Redis access without a connection that must exist up front: one shared
-/// multiplexed connection, dropped on any failure and re-established by the
-/// next call. A refused connection fails at once and a hung one is cut by
-/// [`REDIS_TIMEOUT`], so a down Redis costs a request at most that long, and
-/// the first call after Redis returns already succeeds.
+/// Redis through redis-rs's `ConnectionManager`: created lazily, so a Redis
+/// that is down at startup is no error, and it replaces a dropped connection in
+/// the background by itself. Every command is still bounded by
+/// [`REDIS_TIMEOUT`], so a down or hung Redis costs a request at most that long.
+/// A command that fails because the connection is gone is sent once more on
+/// the manager's fresh connection (within the same bound), so the first call
+/// after Redis returns already succeeds.
 struct RedisStore {
     client: redis::Client,
     ttl_seconds: u64,
-    connection: Mutex<Slot>,
-    /// Serialises reconnects so a burst of requests opens one connection, not one each.
-    connecting: tokio::sync::Mutex<()>,
+    manager: ConnectionManager,
     errors: AtomicU64,
     /// Turns per-request failures into one warning per outage and one recovery line.
     healthy: AtomicBool,
-}
-
-#[derive(Default)]
-struct Slot {
-    /// Counts connections made, so a failure on an old connection does not
-    /// discard a newer one that another request has already set up.
-    generation: u64,
-    current: Option<MultiplexedConnection>,
 }
 
 enum RedisFailure {
@@ -265,11 +257,17 @@ impl RedisStore {
             .ok_or("cache.redis_url is not set")?;
         let client =
             redis::Client::open(url).map_err(|err| format!("invalid cache.redis_url: {err}"))?;
+        // No retries inside the manager: a refused connection fails at once,
+        // and the next command starts a fresh attempt.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(REDIS_TIMEOUT));
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(|err| format!("cannot set up the Redis connection: {err}"))?;
         Ok(RedisStore {
             client,
             ttl_seconds: config.ttl_seconds.max(1),
-            connection: Mutex::new(Slot::default()),
-            connecting: tokio::sync::Mutex::new(()),
+            manager,
             errors: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         })
@@ -308,14 +306,18 @@ impl RedisStore {
         self.run::<()>(&command).await.is_ok()
     }
 
-    /// Runs one command within [`REDIS_TIMEOUT`], connecting first if needed,
-    /// and keeps the error count and the health log up to date.
+    /// Runs one command within [`REDIS_TIMEOUT`] and keeps the error count and
+    /// the health log up to date.
     async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, ()> {
-        let mut used_generation = None;
         let attempt = async {
-            let (generation, mut connection) = self.connection().await?;
-            used_generation = Some(generation);
-            command.query_async::<T>(&mut connection).await
+            let mut connection = self.manager.clone();
+            match command.query_async::<T>(&mut connection).await {
+                // The manager has started a new connection; this waits for it.
+                Err(err) if err.is_io_error() || err.is_unrecoverable_error() => {
+                    command.query_async::<T>(&mut connection).await
+                }
+                done => done,
+            }
         };
         let failure = match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
             Ok(Ok(value)) => {
@@ -327,11 +329,6 @@ impl RedisStore {
             Ok(Err(err)) => RedisFailure::Error(err),
             Err(_elapsed) => RedisFailure::Timeout,
         };
-        // Whatever went wrong, a fresh connection is the cheapest way to rule
-        // out a dead or wedged one.
-        if let Some(generation) = used_generation {
-            self.discard(generation);
-        }
         self.errors.fetch_add(1, Ordering::Relaxed);
         if self.healthy.swap(false, Ordering::Relaxed) {
             tracing::warn!(
@@ -341,43 +338,6 @@ impl RedisStore {
             tracing::debug!("response cache: redis still unavailable ({failure})");
         }
         Err(())
-    }
-
-    fn slot(&self) -> MutexGuard<'_, Slot> {
-        // The slot is replaced wholesale under the lock, so it is consistent even if poisoned.
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        let slot = self.slot();
-        slot.current
-            .as_ref()
-            .map(|connection| (slot.generation, connection.clone()))
-    }
-
-    async fn connection(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.current() {
-            return Ok(current);
-        }
-        let _connecting = self.connecting.lock().await;
-        // Another request may have connected while this one waited for the turn.
-        if let Some(current) = self.current() {
-            return Ok(current);
-        }
-        let connection = self.client.get_multiplexed_async_connection().await?;
-        let mut slot = self.slot();
-        slot.generation += 1;
-        slot.current = Some(connection.clone());
-        Ok((slot.generation, connection))
-    }
-
-    fn discard(&self, generation: u64) {
-        let mut slot = self.slot();
-        if slot.generation == generation {
-            slot.current = None;
-        }
     }
 }
 
