@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
 
 use axum::http::HeaderMap;
 use axum::http::header::CACHE_CONTROL;
+use serde::Serialize;
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -75,77 +78,54 @@ pub fn cache_key(route: Route, body: &Map<String, Value>) -> CacheKey {
         })
         .collect();
 
-    let mut canonical = String::new();
-    canonical.push_str(KEY_VERSION);
-    canonical.push('\n');
-    canonical.push_str(route.as_str());
-    canonical.push('\n');
-    canonical.push('{');
-    for (index, (field, value)) in selected.into_iter().enumerate() {
-        if index > 0 {
-            canonical.push(',');
-        }
-        write_json_string(field, &mut canonical);
-        canonical.push(':');
-        write_canonical_json(value, &mut canonical);
-    }
-    canonical.push('}');
-
-    CacheKey(hex::encode(Sha256::digest(canonical.as_bytes())))
+    let mut hasher = Sha256::new();
+    hasher.update(KEY_VERSION.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(route.as_str().as_bytes());
+    hasher.update(b"\n");
+    write_canonical_json(&mut HashWriter(&mut hasher), &selected);
+    CacheKey(hex::encode(hasher.finalize()))
 }
 
-/// Compact JSON with object keys sorted recursively. serde_json's own output
-/// follows `Map` order, which is insertion order whenever any crate in the
-/// build enables `preserve_order`, so it cannot be relied on for hashing.
-fn write_canonical_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-        Value::Number(number) => out.push_str(&number.to_string()),
-        Value::String(text) => write_json_string(text, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_canonical_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(object) => {
-            let mut entries: Vec<(&String, &Value)> = object.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (index, (key, item)) in entries.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_json_string(key, out);
-                out.push(':');
-                write_canonical_json(item, out);
-            }
-            out.push('}');
+/// Compact JSON, as serde_json writes it, with object keys sorted at every
+/// depth: serde_json's `Map` is a `BTreeMap` unless some crate in the build
+/// enables its `preserve_order` feature, and none does (`cargo tree -e features
+/// -i serde_json`); `key_ignores_json_key_order_at_every_depth` fails if one
+/// ever does. Backspace and form feed are written as `\u` escapes, as the keys
+/// already in a shared Redis were derived.
+fn write_canonical_json(out: impl io::Write, value: &impl Serialize) {
+    let mut serializer = serde_json::Serializer::with_formatter(out, KeyFormatter);
+    // Writing into a hasher cannot fail, nor can serializing JSON values.
+    let _ = value.serialize(&mut serializer);
+}
+
+struct KeyFormatter;
+
+impl Formatter for KeyFormatter {
+    fn write_char_escape<W>(&mut self, writer: &mut W, char_escape: CharEscape) -> io::Result<()>
+    where
+        W: ?Sized + io::Write,
+    {
+        match char_escape {
+            CharEscape::Backspace => writer.write_all(b"\\u0008"),
+            CharEscape::FormFeed => writer.write_all(b"\\u000c"),
+            other => CompactFormatter.write_char_escape(writer, other),
         }
     }
 }
 
-fn write_json_string(text: &str, out: &mut String) {
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            control if u32::from(control) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", u32::from(control)));
-            }
-            other => out.push(other),
-        }
+/// Feeds what serde_json writes straight into the hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
     }
-    out.push('"');
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What the client's `Cache-Control` asks of the cache.
@@ -321,14 +301,27 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_and_round_trips() {
-        let value = json!({"b": [1, {"d": null, "c": "x\"\\\n\u{1}é"}], "a": true, "á": 1.5});
-        let mut out = String::new();
-        write_canonical_json(&value, &mut out);
+        let value =
+            json!({"b": [1, {"d": null, "c": "x\"\\\n\u{1}\u{8}\u{c}é"}], "a": true, "á": 1.5});
+        let mut out = Vec::new();
+        write_canonical_json(&mut out, &value);
+        let out = String::from_utf8(out).unwrap();
         assert_eq!(
             out,
-            r#"{"a":true,"b":[1,{"c":"x\"\\\n\u0001é","d":null}],"á":1.5}"#
+            r#"{"a":true,"b":[1,{"c":"x\"\\\n\u0001\u0008\u000cé","d":null}],"á":1.5}"#
         );
         assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), value);
+    }
+
+    #[test]
+    fn key_digests_are_those_of_the_canonical_text() {
+        // The text the key has always hashed, so entries in a shared Redis stay valid.
+        let body = object(json!({"model": "m", "temperature": 1, "user": "u"}));
+        let text = "switchyard-cache-key-v1\nchat_completions\n{\"model\":\"m\",\"temperature\":1}";
+        assert_eq!(
+            cache_key(Route::ChatCompletions, &body).as_str(),
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
     }
 
     fn directives(values: &[&str]) -> CacheDirectives {
