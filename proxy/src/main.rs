@@ -1,3 +1,5 @@
+//! The binary: command line, logging, signals, and the server with its grace period.
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

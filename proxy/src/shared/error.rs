@@ -396,4 +396,50 @@ mod tests {
             assert_eq!(object["param"], param);
         }
     }
+
+    #[test]
+    fn stream_failures_keep_their_messages() {
+        let upstream = || "up".to_owned();
+        let cases = [
+            (
+                ApiError::UpstreamStalled {
+                    upstream: upstream(),
+                },
+                "Upstream \"up\" stopped sending data",
+            ),
+            (
+                ApiError::UpstreamOvertime {
+                    upstream: upstream(),
+                },
+                "Upstream \"up\" did not finish in time",
+            ),
+            (
+                ApiError::UpstreamStreamCut {
+                    upstream: upstream(),
+                },
+                "Upstream \"up\" closed the stream early",
+            ),
+            (
+                ApiError::UpstreamMalformedStream {
+                    upstream: upstream(),
+                    what: "a stream chunk that is not JSON",
+                },
+                "Upstream \"up\" sent a stream chunk that is not JSON",
+            ),
+            (
+                ApiError::UpstreamTruncated {
+                    upstream: upstream(),
+                },
+                "Upstream \"up\" ended the stream before the answer was complete",
+            ),
+            (
+                ApiError::reported(&json!({"message": "overloaded"})),
+                "overloaded",
+            ),
+            (ApiError::reported(&json!(null)), "Upstream stream failed"),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+        }
+    }
 }
