@@ -14,8 +14,9 @@ use bytes::Bytes;
 use crate::config::file::Config;
 use crate::config::tables::RetryConfig;
 use crate::gateway::caching::CacheWrite;
+use crate::gateway::headers::is_event_stream;
 use crate::gateway::routing::{Candidate, InFlight, Routing};
-use crate::gateway::upstream::{BufferedReply, Endpoint, Upstream, UpstreamBody, is_event_stream};
+use crate::gateway::upstream::{BufferedReply, Endpoint, Upstream, UpstreamBody};
 use crate::shared::error::ApiError;
 use crate::telemetry::handle::OutcomeHandle;
 

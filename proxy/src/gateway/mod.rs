@@ -5,6 +5,7 @@
 
 pub mod caching;
 pub mod dispatch;
+pub mod headers;
 pub mod relay;
 pub mod routing;
 pub mod upstream;

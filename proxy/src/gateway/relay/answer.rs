@@ -13,11 +13,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::gateway::dispatch::{CallContext, Reply};
+use crate::gateway::headers::client_response_headers;
 use crate::gateway::relay::passthrough::Passthrough;
 use crate::gateway::relay::stream::{StreamContext, StreamTap, relay_body};
 use crate::gateway::relay::translation::Translation;
 use crate::gateway::routing::InFlight;
-use crate::gateway::upstream::{build_response, client_response_headers};
+use crate::gateway::upstream::build_response;
 use crate::shared::error::ApiError;
 use crate::shared::time::unix_now;
 use crate::shared::usage::Usage;
