@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::api::extract::{JsonObject, required_string, stream_flag};
 use crate::api::state::{AppState, SharedState};
 use crate::gateway::caching::{Consulted, consult};
-use crate::gateway::dispatch::{CallContext, Dispatched, Prepared, dispatch};
+use crate::gateway::dispatch::{CallContext, Dispatched, Prepared, dispatch, json_payload};
 use crate::gateway::relay::answer::{relay_answer, relay_translated};
 use crate::gateway::relay::passthrough::{Passthrough, StreamFlavor};
 use crate::gateway::upstream::Endpoint;
@@ -72,10 +72,9 @@ async fn forward_responses(
         let chat_request = chat_request(state, &request, upstream_model)?;
         call.outcome
             .set_prompt_estimate(chat_prompt_words(chat_request.get("messages")));
-        let payload = Prepared::encode(Endpoint::ChatCompletions, &chat_request, ())?.payload;
         Ok(Prepared {
             endpoint: Endpoint::ChatCompletions,
-            payload,
+            payload: json_payload(&chat_request)?,
             extra: ResponsesMode::Translated { chat_request },
         })
     })

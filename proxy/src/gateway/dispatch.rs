@@ -75,15 +75,19 @@ impl<P> Prepared<P> {
         body: &impl serde::Serialize,
         extra: P,
     ) -> Result<Self, ApiError> {
-        let payload = serde_json::to_vec(body).map(Bytes::from).map_err(|err| {
-            ApiError::invalid_request(format!("request body cannot be encoded: {err}"), None)
-        })?;
         Ok(Prepared {
             endpoint,
-            payload,
+            payload: json_payload(body)?,
             extra,
         })
     }
+}
+
+/// A request body as the JSON bytes sent upstream.
+pub fn json_payload(body: &impl serde::Serialize) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body).map(Bytes::from).map_err(|err| {
+        ApiError::invalid_request(format!("request body cannot be encoded: {err}"), None)
+    })
 }
 
 pub enum Dispatched<P> {
