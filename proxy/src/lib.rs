@@ -1,28 +1,17 @@
 //! switchyard: an OpenAI-compatible proxy that routes models to upstreams and
 //! serves the Responses API on top of Chat-Completions-only upstreams.
+//!
+//! A request reads in one direction, each layer using only the ones below it:
+//! `server` (accept loop, router, middleware) -> `api` (handlers) ->
+//! `gateway` (dispatch, routing, upstream client, relay) -> `wire` (SSE,
+//! translation) -> `store` (cache, conversations, ledger) -> `telemetry`
+//! (outcomes, metrics) -> `config` -> `shared`.
 
-pub mod access;
-pub mod auth;
-pub mod cache;
-pub mod caching;
+pub mod api;
 pub mod config;
-pub mod dispatch;
-pub mod error;
-pub mod estimate;
-pub mod extract;
-pub mod ledger;
-pub mod metrics;
-pub mod outcome;
-pub mod proxy;
-pub mod reports;
-pub mod request_id;
-pub mod responses;
-pub mod routes;
-pub mod routing;
-pub mod serve;
-pub mod state;
+pub mod gateway;
+pub mod server;
+pub mod shared;
 pub mod store;
-pub mod streaming;
-pub mod tracking;
-pub mod translate;
-pub mod upstream;
+pub mod telemetry;
+pub mod wire;

@@ -1,3 +1,5 @@
+//! The binary: command line, logging, signals, and the server with its grace period.
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,10 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use switchyard::config::Config;
-use switchyard::routes::router;
-use switchyard::serve::{ConnectionLimits, serve};
-use switchyard::state::AppState;
+use switchyard::api::state::AppState;
+use switchyard::config::file::Config;
+use switchyard::server::router::router;
+use switchyard::server::serve::{ConnectionLimits, serve};
 
 /// OpenAI-compatible LLM proxy.
 #[derive(Parser, Debug)]

@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use switchyard::config::Config;
-use switchyard::outcome::{OutcomeSink, RequestOutcome};
-use switchyard::routes::router;
-use switchyard::state::AppState;
+use switchyard::api::state::AppState;
+use switchyard::config::file::Config;
+use switchyard::server::router::router;
+use switchyard::telemetry::outcome::{OutcomeSink, RequestOutcome};
 
 #[derive(Clone)]
 struct FakeUpstream {
@@ -1249,7 +1249,10 @@ async fn a_completed_stream_is_stored_and_replayed_byte_for_byte() {
         outcomes[0].status, 200,
         "hanging up after [DONE] is not a cut"
     );
-    assert_eq!(outcomes[1].cache, switchyard::outcome::CacheResult::Hit);
+    assert_eq!(
+        outcomes[1].cache,
+        switchyard::shared::labels::CacheResult::Hit
+    );
     assert_eq!(outcomes[1].attempts, 0);
     assert_eq!(
         (outcomes[1].prompt_tokens, outcomes[1].completion_tokens),

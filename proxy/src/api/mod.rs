@@ -1,0 +1,10 @@
+//! The handlers: thin functions per endpoint (chat, responses, models,
+//! admin) that read the request, call the gateway, and answer; the request
+//! body extraction; and the application state they share.
+
+pub mod admin;
+pub mod chat;
+pub mod extract;
+pub mod models;
+pub mod responses;
+pub mod state;

@@ -1,0 +1,131 @@
+//! `POST /v1/responses`: natively on upstreams that speak the Responses
+//! API, translated onto chat completions on the others.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::header::HeaderMap;
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::api::extract::{JsonObject, required_string, stream_flag};
+use crate::api::state::{AppState, SharedState};
+use crate::gateway::caching::{Consulted, consult};
+use crate::gateway::dispatch::{CallContext, Dispatched, Prepared, dispatch, json_payload};
+use crate::gateway::relay::answer::{relay_answer, relay_translated};
+use crate::gateway::relay::passthrough::{Passthrough, StreamFlavor};
+use crate::gateway::upstream::Endpoint;
+use crate::shared::error::ApiError;
+use crate::shared::labels::Route;
+use crate::shared::request::RequestId;
+use crate::telemetry::estimate::{chat_prompt_words, responses_prompt_words};
+use crate::telemetry::handle::OutcomeHandle;
+use crate::wire::translate::request::responses_to_chat_request;
+
+pub async fn responses(
+    State(state): State<SharedState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(outcome): Extension<OutcomeHandle>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let model = required_string(&body, "model")?.to_owned();
+    let streaming = stream_flag(&body)?;
+    outcome.describe(&model, streaming);
+    let model = state.model_index(&model)?;
+    let cache = match consult(&state.cache, Route::Responses, &headers, &body, &outcome).await {
+        Consulted::Hit(response) => return Ok(response),
+        Consulted::Proceed(write) => write,
+    };
+    let call = CallContext {
+        headers: &headers,
+        request_id: &request_id,
+        streaming,
+        outcome: &outcome,
+        cache,
+    };
+    forward_responses(&state, &call, model, Value::Object(body)).await
+}
+
+/// How one candidate serves a Responses request.
+enum ResponsesMode {
+    /// The upstream speaks the Responses API.
+    Native,
+    /// Translated onto the upstream's chat completions.
+    Translated { chat_request: Value },
+}
+
+async fn forward_responses(
+    state: &SharedState,
+    call: &CallContext<'_>,
+    model: usize,
+    request: Value,
+) -> Result<Response, ApiError> {
+    let mut native = request.clone();
+    let dispatched = dispatch(&state.gateway, call, model, |candidate| {
+        let upstream_model = state.upstream_model(candidate.model);
+        if state.upstream(candidate.upstream).responses {
+            native["model"] = upstream_model.into();
+            call.outcome
+                .set_prompt_estimate(responses_prompt_words(&request));
+            return Prepared::encode(Endpoint::Responses, &native, ResponsesMode::Native);
+        }
+        let chat_request = chat_request(state, &request, upstream_model)?;
+        call.outcome
+            .set_prompt_estimate(chat_prompt_words(chat_request.get("messages")));
+        Ok(Prepared {
+            endpoint: Endpoint::ChatCompletions,
+            payload: json_payload(&chat_request)?,
+            extra: ResponsesMode::Translated { chat_request },
+        })
+    })
+    .await?;
+    let answer = match dispatched {
+        Dispatched::Refused(reply) => return Ok(reply.into_client_response()),
+        Dispatched::Answer(answer) => answer,
+    };
+    match answer.extra {
+        ResponsesMode::Native => {
+            let passthrough = Passthrough::new(StreamFlavor::Responses, false);
+            Ok(relay_answer(call, answer.reply, answer.in_flight, passthrough).await)
+        }
+        ResponsesMode::Translated { chat_request } => {
+            relay_translated(
+                &state.store,
+                call,
+                &request,
+                &chat_request,
+                answer.reply,
+                answer.in_flight,
+            )
+            .await
+        }
+    }
+}
+
+/// The chat request a Responses request becomes for one model, with the
+/// conversation its `previous_response_id` continues.
+pub fn chat_request(
+    state: &AppState,
+    request: &Value,
+    upstream_model: &str,
+) -> Result<Value, ApiError> {
+    let history = match request.get("previous_response_id") {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::String(id)) => state
+            .store
+            .get(id)
+            .ok_or_else(|| ApiError::PreviousResponseNotFound(id.to_owned()))?,
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "Invalid type for 'previous_response_id': expected a string",
+                Some("previous_response_id"),
+            ));
+        }
+    };
+    responses_to_chat_request(request, &history, upstream_model).map_err(|err| {
+        ApiError::InvalidRequest {
+            message: err.message,
+            param: err.param,
+        }
+    })
+}

@@ -1,0 +1,6 @@
+//! What the proxy keeps: the response cache, the conversation memory behind
+//! `previous_response_id`, and the usage ledger.
+
+pub mod cache;
+pub mod conversations;
+pub mod ledger;

@@ -1,0 +1,8 @@
+//! What the proxy reports about requests: the one outcome per request (and
+//! the handle that collects it), Prometheus metrics and `/stats`, and token
+//! estimates for streams the client cut.
+
+pub mod estimate;
+pub mod handle;
+pub mod metrics;
+pub mod outcome;

@@ -1,0 +1,410 @@
+//! Request translation: a Responses request becomes a Chat Completions
+//! request (instructions, history and input as messages; tools, formats and
+//! sampling parameters in their chat shapes).
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+/// A request that cannot be expressed as a chat request; surfaced as a 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateError {
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl TranslateError {
+    fn new(message: String, param: &str) -> Self {
+        Self {
+            message,
+            param: Some(param.to_owned()),
+        }
+    }
+
+    fn missing(param: &str) -> Self {
+        Self::new(format!("Missing required parameter: '{param}'."), param)
+    }
+
+    fn invalid_type(param: &str, expected: &str) -> Self {
+        Self::new(
+            format!("Invalid type for '{param}': expected {expected}."),
+            param,
+        )
+    }
+
+    fn invalid_value(param: &str, value: &str, supported: &str) -> Self {
+        Self::new(
+            format!("Invalid value: '{value}'. Supported values are: {supported}."),
+            param,
+        )
+    }
+}
+
+impl fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.param {
+            Some(param) => write!(f, "{} (param: {param})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for TranslateError {}
+
+pub fn responses_to_chat_request(
+    req: &Value,
+    history: &[Value],
+    upstream_model: &str,
+) -> Result<Value, TranslateError> {
+    let mut messages = Vec::new();
+    match req.get("instructions") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => messages.push(json!({"role": "system", "content": text})),
+        Some(_) => return Err(TranslateError::invalid_type("instructions", "a string")),
+    }
+    messages.extend(history.iter().cloned());
+    messages.extend(input_messages(req.get("input"))?);
+
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(upstream_model));
+    body.insert("messages".into(), Value::Array(messages));
+    if let Some(max) = present(req, "max_output_tokens") {
+        body.insert("max_completion_tokens".into(), max.clone());
+    }
+    for key in ["temperature", "top_p", "user"] {
+        if let Some(value) = present(req, key) {
+            body.insert(key.into(), value.clone());
+        }
+    }
+    if let Some(format) = response_format(req)? {
+        body.insert("response_format".into(), format);
+    }
+
+    let tools = chat_tools(req.get("tools"))?;
+    let tool_choice = present(req, "tool_choice")
+        .map(chat_tool_choice)
+        .transpose()?;
+    // Chat rejects `tool_choice` and `parallel_tool_calls` unless tools are sent.
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = tool_choice {
+            body.insert("tool_choice".into(), choice);
+        }
+        if let Some(parallel) = present(req, "parallel_tool_calls") {
+            body.insert("parallel_tool_calls".into(), parallel.clone());
+        }
+    }
+
+    if req.get("stream") == Some(&Value::Bool(true)) {
+        body.insert("stream".into(), Value::Bool(true));
+        // Without this the upstream never reports usage on a stream.
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(Value::Object(body))
+}
+
+/// A field that is present and not null; clients often send explicit nulls.
+pub(crate) fn present<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn input_messages(input: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
+    let items = match input {
+        None | Some(Value::Null) => return Err(TranslateError::missing("input")),
+        Some(Value::String(text)) => return Ok(vec![json!({"role": "user", "content": text})]),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(TranslateError::invalid_type(
+                "input",
+                "a string or an array of input items",
+            ));
+        }
+    };
+
+    let mut messages: Vec<Value> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("input[{i}]");
+        if !item.is_object() {
+            return Err(TranslateError::invalid_type(&path, "an object"));
+        }
+        match item.get("type") {
+            None | Some(Value::Null) => messages.push(chat_message(item, &path)?),
+            Some(Value::String(kind)) => match kind.as_str() {
+                "message" => messages.push(chat_message(item, &path)?),
+                "function_call" => push_tool_call(&mut messages, chat_tool_call(item, &path)?),
+                "function_call_output" => messages.push(chat_tool_result(item, &path)?),
+                other => {
+                    return Err(TranslateError::invalid_value(
+                        &format!("{path}.type"),
+                        other,
+                        "'message', 'function_call', and 'function_call_output'",
+                    ));
+                }
+            },
+            Some(_) => {
+                return Err(TranslateError::invalid_type(
+                    &format!("{path}.type"),
+                    "a string",
+                ));
+            }
+        }
+    }
+    Ok(messages)
+}
+
+fn chat_message(item: &Value, path: &str) -> Result<Value, TranslateError> {
+    let role_path = format!("{path}.role");
+    let role = match item.get("role") {
+        None | Some(Value::Null) => return Err(TranslateError::missing(&role_path)),
+        Some(Value::String(role)) => match role.as_str() {
+            "user" | "assistant" | "system" => role.as_str(),
+            // Many chat-only upstreams predate the `developer` role; `system` is
+            // what it means to them.
+            "developer" => "system",
+            other => {
+                return Err(TranslateError::invalid_value(
+                    &role_path,
+                    other,
+                    "'user', 'assistant', 'system', and 'developer'",
+                ));
+            }
+        },
+        Some(_) => return Err(TranslateError::invalid_type(&role_path, "a string")),
+    };
+    let content = chat_content(item.get("content"), role, &format!("{path}.content"))?;
+    Ok(json!({"role": role, "content": content}))
+}
+
+fn chat_content(content: Option<&Value>, role: &str, path: &str) -> Result<Value, TranslateError> {
+    let parts = match content {
+        None | Some(Value::Null) => return Err(TranslateError::missing(path)),
+        Some(Value::String(text)) => return Ok(Value::from(text.as_str())),
+        Some(Value::Array(parts)) => parts,
+        Some(_) => {
+            return Err(TranslateError::invalid_type(
+                path,
+                "a string or an array of content parts",
+            ));
+        }
+    };
+
+    let mut chat_parts = Vec::with_capacity(parts.len());
+    for (j, part) in parts.iter().enumerate() {
+        let part_path = format!("{path}[{j}]");
+        let kind = part.get("type").and_then(Value::as_str);
+        let chat_part = match kind {
+            Some("input_text" | "output_text") => {
+                let text = required_str(part, "text", &part_path)?;
+                json!({"type": "text", "text": text})
+            }
+            // Lets clients replay a previous assistant output verbatim.
+            Some("refusal") if role == "assistant" => {
+                let refusal = required_str(part, "refusal", &part_path)?;
+                json!({"type": "refusal", "refusal": refusal})
+            }
+            Some("input_image") if role == "user" => chat_image_part(part, &part_path)?,
+            _ => {
+                let supported = match role {
+                    "user" => "'input_text', 'output_text', and 'input_image'",
+                    "assistant" => "'output_text', 'input_text', and 'refusal'",
+                    _ => "'input_text' and 'output_text'",
+                };
+                return Err(TranslateError::invalid_value(
+                    &format!("{part_path}.type"),
+                    kind.unwrap_or("<missing>"),
+                    supported,
+                ));
+            }
+        };
+        chat_parts.push(chat_part);
+    }
+
+    // A lone text part is sent as a plain string, the form every chat upstream accepts.
+    if let [only] = chat_parts.as_slice()
+        && only.get("type").and_then(Value::as_str) == Some("text")
+    {
+        return Ok(only.get("text").cloned().unwrap_or_default());
+    }
+    if chat_parts.is_empty() {
+        return Ok(Value::from(""));
+    }
+    Ok(Value::Array(chat_parts))
+}
+
+fn chat_image_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
+    // File ids live in OpenAI's file store, which a chat upstream cannot resolve.
+    let url = match part.get("image_url") {
+        Some(Value::String(url)) => url,
+        _ => {
+            return Err(TranslateError::new(
+                format!(
+                    "'{path}.image_url' is required: only image URLs and data URLs are supported."
+                ),
+                &format!("{path}.image_url"),
+            ));
+        }
+    };
+    let mut image = Map::new();
+    image.insert("url".into(), Value::from(url.as_str()));
+    if let Some(detail) = part.get("detail").and_then(Value::as_str) {
+        image.insert("detail".into(), Value::from(detail));
+    }
+    Ok(json!({"type": "image_url", "image_url": image}))
+}
+
+fn required_str<'a>(obj: &'a Value, key: &str, path: &str) -> Result<&'a str, TranslateError> {
+    let field_path = format!("{path}.{key}");
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(TranslateError::missing(&field_path)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(TranslateError::invalid_type(&field_path, "a string")),
+    }
+}
+
+fn chat_tool_call(item: &Value, path: &str) -> Result<Value, TranslateError> {
+    let call_id = required_str(item, "call_id", path)?;
+    let name = required_str(item, "name", path)?;
+    let arguments = required_str(item, "arguments", path)?;
+    Ok(json!({
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }))
+}
+
+/// Chat carries tool calls on an assistant message, so consecutive
+/// `function_call` items (and the assistant text just before them) share one.
+fn push_tool_call(messages: &mut Vec<Value>, call: Value) {
+    if let Some(Value::Object(last)) = messages.last_mut()
+        && last.get("role").and_then(Value::as_str) == Some("assistant")
+    {
+        match last.get_mut("tool_calls") {
+            Some(Value::Array(calls)) => calls.push(call),
+            _ => {
+                last.insert("tool_calls".into(), Value::Array(vec![call]));
+            }
+        }
+        return;
+    }
+    messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]}));
+}
+
+fn chat_tool_result(item: &Value, path: &str) -> Result<Value, TranslateError> {
+    let call_id = required_str(item, "call_id", path)?;
+    let output_path = format!("{path}.output");
+    let output = match item.get("output") {
+        None | Some(Value::Null) => return Err(TranslateError::missing(&output_path)),
+        Some(Value::String(text)) => text.clone(),
+        // Chat tool messages only carry text.
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                let part_path = format!("{output_path}[{j}]");
+                match part.get("type").and_then(Value::as_str) {
+                    Some("input_text" | "output_text") => {
+                        text.push_str(required_str(part, "text", &part_path)?);
+                    }
+                    other => {
+                        return Err(TranslateError::invalid_value(
+                            &format!("{part_path}.type"),
+                            other.unwrap_or("<missing>"),
+                            "'input_text'",
+                        ));
+                    }
+                }
+            }
+            text
+        }
+        Some(_) => {
+            return Err(TranslateError::invalid_type(
+                &output_path,
+                "a string or an array of content parts",
+            ));
+        }
+    };
+    Ok(json!({"role": "tool", "tool_call_id": call_id, "content": output}))
+}
+
+fn response_format(req: &Value) -> Result<Option<Value>, TranslateError> {
+    let Some(format) = req.get("text").and_then(|text| present(text, "format")) else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+        Some("json_schema") => {
+            let Some(schema) = present(format, "schema") else {
+                return Err(TranslateError::missing("text.format.schema"));
+            };
+            let mut json_schema = Map::new();
+            // Chat requires a name where Responses lets SDKs omit it.
+            let name = present(format, "name")
+                .cloned()
+                .unwrap_or_else(|| "response".into());
+            json_schema.insert("name".into(), name);
+            json_schema.insert("schema".into(), schema.clone());
+            for key in ["description", "strict"] {
+                if let Some(value) = present(format, key) {
+                    json_schema.insert(key.into(), value.clone());
+                }
+            }
+            Ok(Some(
+                json!({"type": "json_schema", "json_schema": json_schema}),
+            ))
+        }
+        other => Err(TranslateError::invalid_value(
+            "text.format.type",
+            other.unwrap_or("<missing>"),
+            "'text', 'json_object', and 'json_schema'",
+        )),
+    }
+}
+
+fn chat_tools(tools: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
+    let tools = match tools {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(tools)) => tools,
+        Some(_) => return Err(TranslateError::invalid_type("tools", "an array")),
+    };
+    let mut chat = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        let path = format!("tools[{i}]");
+        match tool.get("type").and_then(Value::as_str) {
+            Some("function") => {}
+            // Hosted tools (web search, file search, ...) have no chat equivalent;
+            // dropping them silently would change what the model can do.
+            other => {
+                return Err(TranslateError::invalid_value(
+                    &format!("{path}.type"),
+                    other.unwrap_or("<missing>"),
+                    "'function' (hosted tools are not available on this upstream)",
+                ));
+            }
+        }
+        let name = required_str(tool, "name", &path)?;
+        let mut function = Map::new();
+        function.insert("name".into(), Value::from(name));
+        for key in ["description", "parameters", "strict"] {
+            if let Some(value) = present(tool, key) {
+                function.insert(key.into(), value.clone());
+            }
+        }
+        chat.push(json!({"type": "function", "function": function}));
+    }
+    Ok(chat)
+}
+
+fn chat_tool_choice(choice: &Value) -> Result<Value, TranslateError> {
+    if let Some(mode @ ("auto" | "none" | "required")) = choice.as_str() {
+        return Ok(Value::from(mode));
+    }
+    if choice.get("type").and_then(Value::as_str) == Some("function")
+        && let Some(name) = choice.get("name").and_then(Value::as_str)
+    {
+        return Ok(json!({"type": "function", "function": {"name": name}}));
+    }
+    Err(TranslateError::new(
+        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required', or {\"type\": \"function\", \"name\": ...}.".into(),
+        "tool_choice",
+    ))
+}

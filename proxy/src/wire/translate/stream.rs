@@ -1,0 +1,511 @@
+//! Stream translation: chat completion chunks become Responses streaming
+//! events, in the order and shapes the official SDKs parse.
+
+use serde_json::{Map, Value, json};
+
+use crate::wire::sse::SseEvent;
+use crate::wire::translate::response::{
+    Outcome, Status, echo_fields, function_call_item, message_item, new_id, output_text_part,
+    refusal_part, response_object, responses_usage,
+};
+
+/// Stamps events with their type and a stream-wide sequence number.
+#[derive(Debug, Default)]
+struct Sequencer {
+    next: u64,
+}
+
+impl Sequencer {
+    fn event(&mut self, name: &str, fields: Value) -> SseEvent {
+        let mut data = match fields {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        data.insert("type".into(), Value::from(name));
+        data.insert("sequence_number".into(), Value::from(self.next));
+        self.next += 1;
+        SseEvent {
+            event: name.to_owned(),
+            data: Value::Object(data),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartKind {
+    Text,
+    Refusal,
+}
+
+#[derive(Debug)]
+struct Part {
+    kind: PartKind,
+    text: String,
+}
+
+impl Part {
+    fn to_json(&self) -> Value {
+        match self.kind {
+            PartKind::Text => output_text_part(&self.text),
+            PartKind::Refusal => refusal_part(&self.text),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ItemKind {
+    Message {
+        parts: Vec<Part>,
+    },
+    FunctionCall {
+        chat_index: u64,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+#[derive(Debug)]
+struct StreamItem {
+    id: String,
+    status: &'static str,
+    kind: ItemKind,
+}
+
+impl StreamItem {
+    fn to_json(&self) -> Value {
+        match &self.kind {
+            ItemKind::Message { parts } => message_item(
+                &self.id,
+                self.status,
+                parts.iter().map(Part::to_json).collect(),
+            ),
+            ItemKind::FunctionCall {
+                call_id,
+                name,
+                arguments,
+                ..
+            } => function_call_item(&self.id, call_id, name, arguments, self.status),
+        }
+    }
+}
+
+/// Turns a stream of chat completion chunks into Responses streaming events.
+///
+/// Items are emitted one at a time, as the Responses API does: an item is
+/// closed (`*.done` events) when the next one starts or when the stream finishes.
+#[derive(Debug)]
+pub struct ResponsesStreamTranslator {
+    echo: Map<String, Value>,
+    response_id: String,
+    created_at: i64,
+    seq: Sequencer,
+    items: Vec<StreamItem>,
+    /// Index into `items` of the item still receiving deltas.
+    open: Option<usize>,
+    usage: Value,
+    finish_reason: Option<String>,
+    /// Message of the error that ended the stream.
+    failure: Option<String>,
+    final_response: Option<Value>,
+}
+
+impl ResponsesStreamTranslator {
+    /// A chat chunk with a `finish_reason` has been translated: the answer is whole.
+    pub fn finished(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+
+    pub fn new(req: &Value, response_id: String, created_at: i64) -> Self {
+        Self {
+            echo: echo_fields(req),
+            response_id,
+            created_at,
+            seq: Sequencer::default(),
+            items: Vec::new(),
+            open: None,
+            usage: Value::Null,
+            finish_reason: None,
+            failure: None,
+            final_response: None,
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.final_response.is_some() || self.failure.is_some()
+    }
+
+    pub fn start(&mut self) -> Vec<SseEvent> {
+        if self.ended() {
+            return Vec::new();
+        }
+        let snapshot = self.final_response();
+        vec![
+            self.seq
+                .event("response.created", json!({"response": snapshot})),
+            self.seq
+                .event("response.in_progress", json!({"response": snapshot})),
+        ]
+    }
+
+    pub fn on_chat_chunk(&mut self, chunk: &Value) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        if self.ended() {
+            return events;
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = usage.clone();
+        }
+        // Only the first choice is served: a Response has a single output list.
+        let choice = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|choices| {
+                choices
+                    .iter()
+                    .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+            });
+        let Some(choice) = choice else {
+            return events;
+        };
+        if let Some(delta) = choice.get("delta") {
+            for (key, kind) in [("content", PartKind::Text), ("refusal", PartKind::Refusal)] {
+                if let Some(text) = delta.get(key).and_then(Value::as_str)
+                    && !text.is_empty()
+                {
+                    self.push_content(kind, text, &mut events);
+                }
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                for (position, call) in calls.iter().enumerate() {
+                    self.push_tool_call(position, call, &mut events);
+                }
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_owned());
+        }
+        events
+    }
+
+    pub fn on_error(&mut self, message: &str, code: &str) -> Vec<SseEvent> {
+        if self.ended() {
+            return Vec::new();
+        }
+        self.failure = Some(message.to_owned());
+        vec![self.seq.event(
+            "error",
+            json!({"code": code, "message": message, "param": null}),
+        )]
+    }
+
+    pub fn finish(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        if self.ended() {
+            return events;
+        }
+        // Clients expect at least the assistant message, even for an empty reply.
+        if self.items.is_empty() {
+            self.open_message(PartKind::Text, &mut events);
+        }
+        let outcome = Outcome::from_finish_reason(self.finish_reason.as_deref());
+        self.close_open(outcome.item_status(), &mut events);
+
+        let response = response_object(
+            &self.echo,
+            &self.response_id,
+            self.created_at,
+            Status::Finished(outcome),
+            self.items.iter().map(StreamItem::to_json).collect(),
+            responses_usage(Some(&self.usage)),
+        );
+        let name = match outcome {
+            Outcome::Completed => "response.completed",
+            Outcome::Incomplete(_) => "response.incomplete",
+        };
+        events.push(self.seq.event(name, json!({"response": response})));
+        self.final_response = Some(response);
+        events
+    }
+
+    pub fn final_response(&self) -> Value {
+        if let Some(response) = &self.final_response {
+            return response.clone();
+        }
+        let status = match &self.failure {
+            Some(message) => Status::Failed { message },
+            None => Status::InProgress,
+        };
+        response_object(
+            &self.echo,
+            &self.response_id,
+            self.created_at,
+            status,
+            self.items.iter().map(StreamItem::to_json).collect(),
+            responses_usage(Some(&self.usage)),
+        )
+    }
+
+    fn push_content(&mut self, kind: PartKind, delta: &str, events: &mut Vec<SseEvent>) {
+        let open_message = self.open.filter(|&i| {
+            matches!(
+                self.items.get(i),
+                Some(StreamItem {
+                    kind: ItemKind::Message { .. },
+                    ..
+                })
+            )
+        });
+        let index = match open_message {
+            Some(index) => index,
+            None => {
+                self.close_open("completed", events);
+                self.open_message(kind, events)
+            }
+        };
+        let Some(item) = self.items.get_mut(index) else {
+            return;
+        };
+        let ItemKind::Message { parts } = &mut item.kind else {
+            return;
+        };
+        if parts.last().map(|p| p.kind) != Some(kind) {
+            if let Some(previous) = parts.last() {
+                events.extend(part_done_events(
+                    &mut self.seq,
+                    &item.id,
+                    index,
+                    parts.len() - 1,
+                    previous,
+                ));
+            }
+            parts.push(Part {
+                kind,
+                text: String::new(),
+            });
+            events.push(part_added_event(
+                &mut self.seq,
+                &item.id,
+                index,
+                parts.len() - 1,
+                kind,
+            ));
+        }
+        let content_index = parts.len() - 1;
+        if let Some(part) = parts.last_mut() {
+            part.text.push_str(delta);
+        }
+        let mut fields = json!({
+            "item_id": item.id,
+            "output_index": index,
+            "content_index": content_index,
+            "delta": delta,
+        });
+        let name = match kind {
+            PartKind::Text => {
+                fields["logprobs"] = json!([]);
+                "response.output_text.delta"
+            }
+            PartKind::Refusal => "response.refusal.delta",
+        };
+        events.push(self.seq.event(name, fields));
+    }
+
+    /// Adds a new message item with one empty part of `kind`; returns its index.
+    fn open_message(&mut self, kind: PartKind, events: &mut Vec<SseEvent>) -> usize {
+        let id = new_id("msg");
+        let index = self.items.len();
+        // The item is announced empty; its first part follows in its own event.
+        events.push(self.seq.event(
+            "response.output_item.added",
+            json!({"output_index": index, "item": message_item(&id, "in_progress", Vec::new())}),
+        ));
+        events.push(part_added_event(&mut self.seq, &id, index, 0, kind));
+        self.items.push(StreamItem {
+            id,
+            status: "in_progress",
+            kind: ItemKind::Message {
+                parts: vec![Part {
+                    kind,
+                    text: String::new(),
+                }],
+            },
+        });
+        self.open = Some(index);
+        index
+    }
+
+    fn push_tool_call(&mut self, position: usize, call: &Value, events: &mut Vec<SseEvent>) {
+        // Chat identifies a streamed tool call by `index`; its id and name come
+        // only on the first fragment.
+        let chat_index = call
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
+        let function = call.get("function");
+        let name = function
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let arguments = function
+            .and_then(|f| f.get("arguments"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+
+        let existing = self.items.iter().position(|item| {
+            matches!(item.kind, ItemKind::FunctionCall { chat_index: i, .. } if i == chat_index)
+        });
+        let index = match existing {
+            Some(index) => index,
+            None => {
+                self.close_open("completed", events);
+                let call_id = call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| new_id("call"), str::to_owned);
+                let item = StreamItem {
+                    id: new_id("fc"),
+                    status: "in_progress",
+                    kind: ItemKind::FunctionCall {
+                        chat_index,
+                        call_id,
+                        name: name.to_owned(),
+                        arguments: String::new(),
+                    },
+                };
+                let index = self.items.len();
+                events.push(self.seq.event(
+                    "response.output_item.added",
+                    json!({"output_index": index, "item": item.to_json()}),
+                ));
+                self.items.push(item);
+                self.open = Some(index);
+                index
+            }
+        };
+
+        let is_open = self.open == Some(index);
+        let Some(item) = self.items.get_mut(index) else {
+            return;
+        };
+        let ItemKind::FunctionCall {
+            name: item_name,
+            arguments: item_arguments,
+            ..
+        } = &mut item.kind
+        else {
+            return;
+        };
+        if item_name.is_empty() {
+            item_name.push_str(name);
+        }
+        if arguments.is_empty() {
+            return;
+        }
+        item_arguments.push_str(arguments);
+        // Fragments for a call that was already closed (upstreams interleaving
+        // parallel calls) still reach the final response, but cannot be streamed.
+        if is_open {
+            events.push(self.seq.event(
+                "response.function_call_arguments.delta",
+                json!({"item_id": item.id, "output_index": index, "delta": arguments}),
+            ));
+        }
+    }
+
+    fn close_open(&mut self, status: &'static str, events: &mut Vec<SseEvent>) {
+        let Some(index) = self.open.take() else {
+            return;
+        };
+        let Some(item) = self.items.get_mut(index) else {
+            return;
+        };
+        item.status = status;
+        match &item.kind {
+            ItemKind::Message { parts } => {
+                if let Some(last) = parts.last() {
+                    events.extend(part_done_events(
+                        &mut self.seq,
+                        &item.id,
+                        index,
+                        parts.len() - 1,
+                        last,
+                    ));
+                }
+            }
+            ItemKind::FunctionCall {
+                name, arguments, ..
+            } => events.push(self.seq.event(
+                "response.function_call_arguments.done",
+                json!({
+                    "item_id": item.id,
+                    "output_index": index,
+                    "name": name,
+                    "arguments": arguments,
+                }),
+            )),
+        }
+        events.push(self.seq.event(
+            "response.output_item.done",
+            json!({"output_index": index, "item": item.to_json()}),
+        ));
+    }
+}
+
+fn part_added_event(
+    seq: &mut Sequencer,
+    item_id: &str,
+    output_index: usize,
+    content_index: usize,
+    kind: PartKind,
+) -> SseEvent {
+    let empty = Part {
+        kind,
+        text: String::new(),
+    };
+    seq.event(
+        "response.content_part.added",
+        json!({
+            "item_id": item_id,
+            "output_index": output_index,
+            "content_index": content_index,
+            "part": empty.to_json(),
+        }),
+    )
+}
+
+fn part_done_events(
+    seq: &mut Sequencer,
+    item_id: &str,
+    output_index: usize,
+    content_index: usize,
+    part: &Part,
+) -> [SseEvent; 2] {
+    let mut fields = json!({
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+    });
+    let name = match part.kind {
+        PartKind::Text => {
+            fields["text"] = Value::from(part.text.as_str());
+            fields["logprobs"] = json!([]);
+            "response.output_text.done"
+        }
+        PartKind::Refusal => {
+            fields["refusal"] = Value::from(part.text.as_str());
+            "response.refusal.done"
+        }
+    };
+    let text_done = seq.event(name, fields);
+    let part_done = seq.event(
+        "response.content_part.done",
+        json!({
+            "item_id": item_id,
+            "output_index": output_index,
+            "content_index": content_index,
+            "part": part.to_json(),
+        }),
+    );
+    [text_done, part_done]
+}

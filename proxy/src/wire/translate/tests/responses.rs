@@ -1,0 +1,251 @@
+//! Response cases: a whole chat completion (and the request) in, the
+//! Response object and its assistant text out.
+
+use serde_json::{Value, json};
+
+use super::{run_assistant_text_case, run_response_case};
+
+macro_rules! response_cases {
+    ($($name:ident: $case:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_response_case(stringify!($name), $case);
+            }
+        )*
+    };
+}
+
+macro_rules! assistant_text_cases {
+    ($($name:ident: $case:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_assistant_text_case(stringify!($name), $case);
+            }
+        )*
+    };
+}
+
+fn chat_reply(content: Value, finish_reason: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "up-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null},
+                     "logprobs": null, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+                  "prompt_tokens_details": {"cached_tokens": 3},
+                  "completion_tokens_details": {"reasoning_tokens": 2}},
+    })
+}
+
+fn tool_call_reply(content: Value) -> Value {
+    json!({
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": content,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{\"c\":1}"}},
+                {"type": "function", "function": {"name": "v"}},
+            ],
+        }}],
+    })
+}
+
+fn with_refusal() -> Value {
+    let mut chat = chat_reply(Value::Null, "stop");
+    chat["choices"][0]["message"]["refusal"] = json!("I can't help with that.");
+    chat
+}
+
+fn with_usage(usage: Value) -> Value {
+    let mut chat = chat_reply(json!("x"), "stop");
+    chat["usage"] = usage;
+    chat
+}
+
+fn with_cache_write_tokens() -> Value {
+    let mut chat = chat_reply(json!("x"), "stop");
+    chat["usage"]["prompt_tokens_details"]["cache_write_tokens"] = json!(9);
+    chat
+}
+
+/// A malformed chat reply still gives a Response, without panicking.
+fn malformed(chat: Value) -> Value {
+    json!({
+        "chat": chat,
+        "request": [1, 2],
+        "expect": {"/object": "response", "/output": "<array>"},
+        "text_excludes": "\u{0}",
+    })
+}
+
+response_cases! {
+    completed_reply_with_default_echo_fields: json!({
+        "chat": chat_reply(json!("Hello there"), "stop"),
+        "request": {"model": "client-model", "input": "hi"},
+        "id": "resp_1",
+        "created_at": 1700,
+        "expect": {"": {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1700,
+            "status": "completed",
+            "error": null,
+            "incomplete_details": null,
+            "model": "client-model",
+            "output": [{
+                "type": "message", "id": "<hex:msg_>", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello there", "annotations": [], "logprobs": []}],
+            }],
+            "usage": {
+                "input_tokens": 11, "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
+                "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 2},
+                "total_tokens": 18,
+            },
+            "instructions": null,
+            "metadata": {},
+            "previous_response_id": null,
+            "temperature": null,
+            "top_p": null,
+            "max_output_tokens": null,
+            "tools": [],
+            "tool_choice": "auto",
+            "parallel_tool_calls": true,
+            "text": {"format": {"type": "text"}},
+            "store": true,
+            "user": null,
+            "reasoning": null,
+            "truncation": "disabled",
+        }},
+        "text": "Hello there",
+    });
+
+    request_fields_are_echoed: json!({
+        "chat": chat_reply(json!("{}"), "stop"),
+        "request": {
+            "model": "client-model", "input": "hi", "instructions": "be nice",
+            "metadata": {"trace": "t1"}, "previous_response_id": "resp_0", "temperature": 0.2,
+            "top_p": 0.8, "max_output_tokens": 100,
+            "tools": [{"type": "function", "name": "f", "parameters": {}}],
+            "tool_choice": "required", "parallel_tool_calls": false,
+            "text": {"format": {"type": "json_object"}}, "store": false, "user": "alice",
+        },
+        "id": "resp_2",
+        "created_at": 5,
+        "expect": {
+            "/instructions": "be nice",
+            "/metadata": {"trace": "t1"},
+            "/previous_response_id": "resp_0",
+            "/temperature": 0.2,
+            "/top_p": 0.8,
+            "/max_output_tokens": 100,
+            "/tools": [{"type": "function", "name": "f", "parameters": {}}],
+            "/tool_choice": "required",
+            "/parallel_tool_calls": false,
+            "/text": {"format": {"type": "json_object"}},
+            "/store": false,
+            "/user": "alice",
+        },
+    });
+
+    length_is_incomplete: json!({
+        "chat": chat_reply(json!("reply 1"), "length"),
+        "request": {"model": "m", "input": "hi", "max_output_tokens": 2},
+        "expect": {
+            "/status": "incomplete",
+            "/incomplete_details": {"reason": "max_output_tokens"},
+            "/output/0/status": "incomplete",
+        },
+        "text": "reply 1",
+    });
+
+    content_filter_is_incomplete: json!({
+        "chat": chat_reply(json!(""), "content_filter"),
+        "request": {"model": "m", "input": "hi", "max_output_tokens": 2},
+        "expect": {
+            "/status": "incomplete",
+            "/incomplete_details": {"reason": "content_filter"},
+        },
+    });
+
+    tool_calls_become_function_call_items: json!({
+        "chat": tool_call_reply(Value::Null),
+        "request": {"model": "m"},
+        "expect": {
+            // No message item for a pure tool-call turn.
+            "/output": [
+                {"type": "function_call", "id": "<hex:fc_>", "call_id": "call_1",
+                 "name": "w", "arguments": "{\"c\":1}", "status": "completed"},
+                {"type": "function_call", "id": "<hex:fc_>", "call_id": "<hex:call_>",
+                 "name": "v", "arguments": "", "status": "completed"},
+            ],
+            "/usage": null,
+        },
+        "text": "",
+    });
+
+    tool_calls_with_text_follow_a_message_item: json!({
+        "chat": tool_call_reply(json!("let me check")),
+        "request": {"model": "m"},
+        "expect": {
+            "/output/0/type": "message",
+            "/output/1/type": "function_call",
+            "/output/2/type": "function_call",
+            "/output/3": "<absent>",
+        },
+    });
+
+    refusal_becomes_a_refusal_part: json!({
+        "chat": with_refusal(),
+        "request": {"model": "m"},
+        "expect": {"/output/0/content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+        "text": "",
+    });
+
+    text_parts_are_joined: json!({
+        "chat": chat_reply(json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]), "stop"),
+        "request": {"model": "m"},
+        "text": "ab",
+    });
+
+    usage_defaults_missing_details_and_total: json!({
+        "chat": with_usage(json!({"prompt_tokens": 4, "completion_tokens": 6})),
+        "request": {"model": "m"},
+        "expect": {"/usage": {
+            "input_tokens": 4, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": 6, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 10,
+        }},
+    });
+
+    cache_write_tokens_are_reported: json!({
+        "chat": with_cache_write_tokens(),
+        "request": {"model": "m"},
+        "expect": {"/usage/input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 9}},
+    });
+
+    malformed_null_reply: malformed(json!(null));
+    malformed_string_reply: malformed(json!("text"));
+    malformed_string_choices: malformed(json!({"choices": "x"}));
+    malformed_no_choices: malformed(json!({"choices": []}));
+    malformed_null_choice: malformed(json!({"choices": [null]}));
+    malformed_message_and_usage: malformed(
+        json!({"choices": [{"message": 5, "finish_reason": 3}], "usage": "lots"})
+    );
+    malformed_tool_calls: malformed(
+        json!({"choices": [{"message": {"tool_calls": [null, 1, {"function": 2}]}}]})
+    );
+    malformed_usage_counts: malformed(
+        json!({"usage": {"prompt_tokens": -1, "completion_tokens": "2"}})
+    );
+}
+
+assistant_text_cases! {
+    assistant_text_skips_content_that_is_no_list: json!({
+        "response": {"output": [{"type": "message", "content": "x"}]},
+        "text": "",
+    });
+    assistant_text_of_null_is_empty: json!({"response": null, "text": ""});
+}

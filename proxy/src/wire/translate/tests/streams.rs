@@ -1,0 +1,405 @@
+//! Stream cases: chat completion chunks in, Responses streaming events out.
+
+use serde_json::{Value, json};
+
+use super::run_stream_case;
+
+macro_rules! stream_cases {
+    ($($name:ident: $case:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_stream_case(stringify!($name), $case);
+            }
+        )*
+    };
+}
+
+fn chunk(delta: Value, finish_reason: Value) -> Value {
+    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], "usage": null})
+}
+
+fn usage_chunk() -> Value {
+    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up", "choices": [],
+           "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                     "prompt_tokens_details": {"cached_tokens": 0},
+                     "completion_tokens_details": {"reasoning_tokens": 0}}})
+}
+
+fn tool_delta(index: u64, id: Option<&str>, name: Option<&str>, args: &str) -> Value {
+    let mut function = json!({"arguments": args});
+    if let Some(name) = name {
+        function["name"] = json!(name);
+    }
+    let mut call = json!({"index": index, "function": function});
+    if let Some(id) = id {
+        call["id"] = json!(id);
+        call["type"] = json!("function");
+    }
+    chunk(json!({"tool_calls": [call]}), Value::Null)
+}
+
+/// A role chunk, one chunk per word, the finish chunk and the usage chunk.
+fn text_stream(words: &[&str], finish_reason: &str) -> Vec<Value> {
+    let mut chunks = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    chunks.extend(
+        words
+            .iter()
+            .map(|w| chunk(json!({"content": w}), Value::Null)),
+    );
+    chunks.push(chunk(json!({}), json!(finish_reason)));
+    chunks.push(usage_chunk());
+    chunks
+}
+
+/// The steps of a whole stream as the proxy runs it: start, every chunk, finish.
+fn whole(chunks: Vec<Value>) -> Value {
+    let mut steps = vec![json!({"start": null})];
+    steps.extend(chunks.into_iter().map(|chunk| json!({"chunk": chunk})));
+    steps.push(json!({"finish": null}));
+    Value::Array(steps)
+}
+
+/// Steps that must emit nothing.
+fn silent(chunks: Vec<Value>) -> Vec<Value> {
+    chunks
+        .into_iter()
+        .map(|chunk| json!({"chunk": chunk, "emits": 0}))
+        .collect()
+}
+
+fn text_stream_event_sequence_case() -> Value {
+    json!({
+        "request": {"model": "client-model", "input": "hi", "stream": true, "metadata": {"a": "b"}},
+        "steps": whole(text_stream(&["reply", " 1:", " hi"], "stop")),
+        "names": [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/0/data/response/status": "in_progress",
+            "/0/data/response/output": [],
+            "/0/data/response/usage": null,
+            "/0/data/response/id": "resp_s",
+            "/0/data/response/created_at": 99,
+            "/0/data/response/model": "client-model",
+            "/0/data/response/metadata": {"a": "b"},
+            "/1/data/response": "<same:/0/data/response>",
+            "/2/data/output_index": 0,
+            "/2/data/item": {"type": "message", "id": "<hex:msg_>", "status": "in_progress",
+                             "role": "assistant", "content": []},
+            "/3/data": {"type": "response.content_part.added", "sequence_number": 3,
+                        "item_id": "<same:/2/data/item/id>", "output_index": 0, "content_index": 0,
+                        "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}},
+            "/4/data": {"type": "response.output_text.delta", "sequence_number": 4,
+                        "item_id": "<same:/2/data/item/id>", "output_index": 0, "content_index": 0,
+                        "delta": "reply", "logprobs": []},
+            "/7/data/text": "reply 1: hi",
+            "/7/data/logprobs": [],
+            "/8/data/part/text": "reply 1: hi",
+            "/9/data/item/status": "completed",
+            "/9/data/item/content/0/text": "reply 1: hi",
+            "/10/data/response/status": "completed",
+            "/10/data/response/usage/input_tokens": 5,
+            "/10/data/response/usage/output_tokens": 3,
+            "/10/data/response/usage/total_tokens": 8,
+            "/10/data/response/output/0": "<same:/9/data/item>",
+            "/10/data/response/output/1": "<absent>",
+        },
+        "deltas": "reply 1: hi",
+        "final_is": "/10/data/response",
+        "text": "reply 1: hi",
+    })
+}
+
+fn error_ends_the_stream_case() -> Value {
+    let mut steps = vec![
+        json!({"start": null}),
+        json!({"chunk": chunk(json!({"content": "one"}), Value::Null)}),
+        json!({"chunk": chunk(json!({"content": " two"}), Value::Null)}),
+        json!({"error": ["upstream went away", "stream_error"], "emits": 1}),
+    ];
+    steps.extend(silent(vec![chunk(json!({"content": "late"}), Value::Null)]));
+    steps.push(json!({"finish": null, "emits": 0}));
+    steps.push(json!({"error": ["again", "x"], "emits": 0}));
+    json!({
+        "request": {"model": "m"},
+        "steps": steps,
+        "events": {
+            "/6/data": {"type": "error", "code": "stream_error", "message": "upstream went away",
+                        "param": null, "sequence_number": 6},
+            "/7": "<absent>",
+        },
+        "final": {
+            "/status": "failed",
+            "/error": {"code": "server_error", "message": "upstream went away"},
+        },
+        "text": "one two",
+    })
+}
+
+fn finish_is_idempotent_case() -> Value {
+    let mut steps = whole(text_stream(&["x"], "stop"))
+        .as_array()
+        .unwrap()
+        .clone();
+    steps.push(json!({"finish": null, "emits": 0}));
+    steps.push(json!({"error": ["late", "x"], "emits": 0}));
+    steps.push(json!({"start": null, "emits": 0}));
+    json!({"request": {"model": "m"}, "steps": steps, "final": {"/status": "completed"}})
+}
+
+fn role_empty_and_usage_chunks_emit_nothing_case() -> Value {
+    let mut steps = vec![json!({"start": null})];
+    steps.extend(silent(vec![
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        usage_chunk(),
+    ]));
+    steps.push(json!({"finish": null}));
+    json!({
+        "request": {"model": "m"},
+        "steps": steps,
+        "events": {"/last/data/response/usage/total_tokens": 8},
+    })
+}
+
+stream_cases! {
+    text_stream_event_sequence: text_stream_event_sequence_case();
+
+    length_limited_stream_ends_incomplete: json!({
+        "request": {"model": "m"},
+        "steps": whole(text_stream(&["a", " b"], "length")),
+        "events": {
+            "/last/event": "response.incomplete",
+            "/last/data/response/status": "incomplete",
+            "/last/data/response/incomplete_details": {"reason": "max_output_tokens"},
+            "/last/data/response/output/0/status": "incomplete",
+        },
+        "final_is": "/last/data/response",
+    });
+
+    stream_without_content_still_has_a_message: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            chunk(json!({"role": "assistant"}), Value::Null),
+            chunk(json!({"content": ""}), Value::Null),
+            chunk(json!({"content": null}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "names": [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {"/4/data/text": ""},
+        "final": {"/usage": null},
+        "text": "",
+    });
+
+    role_empty_and_usage_chunks_emit_nothing: role_empty_and_usage_chunks_emit_nothing_case();
+
+    final_response_before_finish_is_in_progress: json!({
+        "request": {"model": "m"},
+        "steps": [
+            {"start": null},
+            {"chunk": chunk(json!({"content": "partial"}), Value::Null)},
+        ],
+        "final": {"/status": "in_progress", "/output/0/status": "in_progress"},
+        "text": "partial",
+    });
+
+    error_ends_the_stream: error_ends_the_stream_case();
+
+    finish_is_idempotent: finish_is_idempotent_case();
+
+    streamed_tool_calls_follow_text: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            chunk(json!({"role": "assistant", "content": null}), Value::Null),
+            chunk(json!({"content": "Checking."}), Value::Null),
+            tool_delta(0, Some("call_a"), Some("weather"), ""),
+            tool_delta(0, None, None, "{\"city\":"),
+            tool_delta(0, None, None, "\"Paris\"}"),
+            tool_delta(1, Some("call_b"), Some("time"), "{}"),
+            chunk(json!({}), json!("tool_calls")),
+            usage_chunk(),
+        ]),
+        "names": [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/8/data/output_index": 1,
+            "/8/data/item": {"type": "function_call", "id": "<hex:fc_>", "call_id": "call_a",
+                             "name": "weather", "arguments": "", "status": "in_progress"},
+            "/9/data": {"type": "response.function_call_arguments.delta", "sequence_number": 9,
+                        "item_id": "<same:/8/data/item/id>", "output_index": 1, "delta": "{\"city\":"},
+            "/11/data/arguments": "{\"city\":\"Paris\"}",
+            "/11/data/name": "weather",
+            "/12/data/item/status": "completed",
+            "/13/data/output_index": 2,
+        },
+        "final": {
+            "/output/1/arguments": "{\"city\":\"Paris\"}",
+            "/output/2/call_id": "call_b",
+            "/output/2/name": "time",
+            "/output/2/arguments": "{}",
+            "/output/3": "<absent>",
+        },
+        "text": "Checking.",
+    });
+
+    tool_only_stream_has_no_message_item: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            tool_delta(0, Some("call_a"), Some("f"), "{}"),
+            chunk(json!({}), json!("tool_calls")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {"/2/data/output_index": 0},
+        "final": {"/output/0/type": "function_call", "/output/1": "<absent>"},
+    });
+
+    streamed_refusal_gets_its_own_part: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            chunk(json!({"refusal": "No"}), Value::Null),
+            chunk(json!({"refusal": "pe."}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/3/data/part": {"type": "refusal", "refusal": ""},
+            "/6/data/refusal": "Nope.",
+        },
+        "final": {"/output/0/content": [{"type": "refusal", "refusal": "Nope."}]},
+    });
+
+    text_after_a_tool_call_opens_a_new_message: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            tool_delta(0, Some("call_a"), Some("f"), "{\"a\":"),
+            chunk(json!({"content": "meanwhile"}), Value::Null),
+            // A late fragment for the closed call still reaches the final response.
+            tool_delta(0, None, None, "1}"),
+            chunk(json!({"content": " more"}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {"/6/data/output_index": 1, "/8/data/output_index": 1},
+        "final": {"/output/0/arguments": "{\"a\":1}"},
+        "text": "meanwhile more",
+    });
+
+    switching_between_text_and_refusal_closes_the_part: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            chunk(json!({"content": "Sure"}), Value::Null),
+            chunk(json!({"refusal": "but no"}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {"/7/data/content_index": 1, "/8/data/content_index": 1},
+        "final": {"/output/0/content": [
+            {"type": "output_text", "text": "Sure", "annotations": [], "logprobs": []},
+            {"type": "refusal", "refusal": "but no"},
+        ]},
+    });
+
+    malformed_chunks_do_not_panic: json!({
+        "request": null,
+        "steps": whole(vec![
+            json!(null),
+            json!(1),
+            json!({"choices": null}),
+            json!({"choices": [1, null]}),
+            json!({"choices": [{"index": 1, "delta": {"content": "other choice"}}]}),
+            json!({"choices": [{"delta": "x", "finish_reason": 5}]}),
+            json!({"choices": [{"delta": {"content": 5, "tool_calls": "x"}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [null, 3, {"function": null}]}}]}),
+            json!({"usage": 3}),
+        ]),
+        "final": {"/model": ""},
+        "text": "",
+    });
+}
