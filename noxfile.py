@@ -78,7 +78,7 @@ def soak(session: nox.Session) -> None:
     """The soak run (scripts/soak.py; arguments after -- go to it)."""
     sync(session, "bench")
     prepare_stack(session)
-    session.run("python", "scripts/soak.py", "--no-build", *session.posargs)
+    session.run("python", "scripts/soak.py", *session.posargs)  # builds the bench tools too
 
 
 @nox.session(python=THIS_PYTHON, default=False)
@@ -100,7 +100,7 @@ def bench(session: nox.Session) -> None:
     to it, e.g. `nox -s bench -- --quick`)."""
     sync(session, "bench")
     prepare_stack(session)
-    session.run("python", "scripts/bench.py", "--no-build", *session.posargs)
+    session.run("python", "scripts/bench.py", *session.posargs)  # builds the bench tools too
 
 
 @nox.session(python=THIS_PYTHON)
