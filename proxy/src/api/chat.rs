@@ -8,9 +8,9 @@ use axum::http::header::HeaderMap;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
+use crate::api::admission::{Admission, Arrival, admit};
 use crate::api::extract::{JsonObject, required_array, required_string, stream_flag};
 use crate::api::state::SharedState;
-use crate::gateway::caching::{Consulted, consult};
 use crate::gateway::dispatch::{CallContext, Dispatched, Prepared, dispatch};
 use crate::gateway::relay::answer::relay_answer;
 use crate::gateway::relay::passthrough::{Passthrough, StreamFlavor};
@@ -31,26 +31,17 @@ pub async fn chat_completions(
     let model = required_string(&body, "model")?.to_owned();
     required_array(&body, "messages")?;
     let streaming = stream_flag(&body)?;
-    outcome.describe(&model, streaming);
-    let model = state.model_index(&model)?;
-    let cache = match consult(
-        &state.cache,
-        Route::ChatCompletions,
-        &headers,
-        &body,
-        &outcome,
-    )
-    .await
-    {
-        Consulted::Hit(response) => return Ok(response),
-        Consulted::Proceed(write) => write,
-    };
-    let call = CallContext {
+    let arrival = Arrival {
+        route: Route::ChatCompletions,
+        model: &model,
+        streaming,
         headers: &headers,
         request_id: &request_id,
-        streaming,
         outcome: &outcome,
-        cache,
+    };
+    let (model, call) = match admit(&state, arrival, &body).await? {
+        Admission::Answered(response) => return Ok(response),
+        Admission::Forward { model, call } => (model, call),
     };
     forward_chat(&state, &call, model, body).await
 }
@@ -103,13 +94,7 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test input is an object"),
-        }
-    }
+    use crate::shared::test_support::object;
 
     #[test]
     fn usage_is_requested_without_losing_other_stream_options() {

@@ -98,14 +98,8 @@ fn wrong_type(field: &str, expected: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::test_support::object;
     use serde_json::json;
-
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test input is an object"),
-        }
-    }
 
     fn param(err: ApiError) -> Option<String> {
         err.param().map(str::to_owned)

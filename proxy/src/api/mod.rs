@@ -3,6 +3,7 @@
 //! body extraction; and the application state they share.
 
 pub mod admin;
+pub mod admission;
 pub mod chat;
 pub mod extract;
 pub mod models;

@@ -7,9 +7,9 @@ use axum::http::header::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 
+use crate::api::admission::{Admission, Arrival, admit};
 use crate::api::extract::{JsonObject, required_string, stream_flag};
 use crate::api::state::{AppState, SharedState};
-use crate::gateway::caching::{Consulted, consult};
 use crate::gateway::dispatch::{CallContext, Dispatched, Prepared, dispatch, json_payload};
 use crate::gateway::relay::answer::{relay_answer, relay_translated};
 use crate::gateway::relay::passthrough::{Passthrough, StreamFlavor};
@@ -30,18 +30,17 @@ pub async fn responses(
 ) -> Result<Response, ApiError> {
     let model = required_string(&body, "model")?.to_owned();
     let streaming = stream_flag(&body)?;
-    outcome.describe(&model, streaming);
-    let model = state.model_index(&model)?;
-    let cache = match consult(&state.cache, Route::Responses, &headers, &body, &outcome).await {
-        Consulted::Hit(response) => return Ok(response),
-        Consulted::Proceed(write) => write,
-    };
-    let call = CallContext {
+    let arrival = Arrival {
+        route: Route::Responses,
+        model: &model,
+        streaming,
         headers: &headers,
         request_id: &request_id,
-        streaming,
         outcome: &outcome,
-        cache,
+    };
+    let (model, call) = match admit(&state, arrival, &body).await? {
+        Admission::Answered(response) => return Ok(response),
+        Admission::Forward { model, call } => (model, call),
     };
     forward_responses(&state, &call, model, Value::Object(body)).await
 }

@@ -382,17 +382,7 @@ fn wrap_upstream_error(status: StatusCode, body: &[u8]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::shared::test_support::headers;
 
     #[test]
     fn openai_error_bodies_pass_and_others_are_wrapped() {

@@ -7,6 +7,8 @@ pub mod error;
 pub mod headers;
 pub mod labels;
 pub mod request;
+#[cfg(test)]
+pub mod test_support;
 pub mod time;
 pub mod url;
 pub mod usage;

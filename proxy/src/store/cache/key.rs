@@ -166,15 +166,9 @@ impl CacheDirectives {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::test_support::object;
     use axum::http::HeaderValue;
     use serde_json::json;
-
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
 
     fn base_body() -> Map<String, Value> {
         object(json!({

@@ -3,17 +3,11 @@
 
 use super::*;
 use redis::aio::MultiplexedConnection;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use crate::shared::labels::Route;
+use crate::shared::test_support::object;
 use crate::store::cache::key::cache_key;
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
 
 fn sample(body: &str) -> CachedResponse {
     CachedResponse {
