@@ -137,21 +137,23 @@ impl EntryReader {
     }
 }
 
+/// A streamed entry of the given body, as the cache's tests store it.
+#[cfg(test)]
+pub fn sample(body: &str) -> CachedResponse {
+    CachedResponse {
+        status: 200,
+        content_type: "text/event-stream".into(),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        stream: true,
+        upstream: "mock-a".into(),
+        prompt_tokens: 12,
+        completion_tokens: u64::MAX,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(body: &str) -> CachedResponse {
-        CachedResponse {
-            status: 200,
-            content_type: "text/event-stream".into(),
-            body: Bytes::copy_from_slice(body.as_bytes()),
-            stream: true,
-            upstream: "mock-a".into(),
-            prompt_tokens: 12,
-            completion_tokens: u64::MAX,
-        }
-    }
 
     #[test]
     fn entry_round_trips() {

@@ -7,19 +7,8 @@ use serde_json::json;
 
 use crate::shared::labels::Route;
 use crate::shared::test_support::object;
+use crate::store::cache::entry::sample;
 use crate::store::cache::key::cache_key;
-
-fn sample(body: &str) -> CachedResponse {
-    CachedResponse {
-        status: 200,
-        content_type: "text/event-stream".into(),
-        body: Bytes::copy_from_slice(body.as_bytes()),
-        stream: true,
-        upstream: "mock-a".into(),
-        prompt_tokens: 12,
-        completion_tokens: u64::MAX,
-    }
-}
 
 #[derive(Clone)]
 struct TestClock(Arc<Mutex<Instant>>);
