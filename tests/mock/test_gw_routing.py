@@ -147,7 +147,9 @@ def test_failures_eject_an_upstream_until_the_cooldown_ends(
             # request tries `flaky` first for as long as it is in rotation.
             [model("guarded", [flaky, steady], strategy="least_in_flight")],
             retry={"max_attempts": 2, "attempts_per_upstream": 1},
-            health={"failure_threshold": 2, "cooldown_ms": 1000},
+            # Long enough for four calls while ejected, even through the coverage build on a
+            # busy machine (1 s ran out once there); the test then waits for its end.
+            health={"failure_threshold": 2, "cooldown_ms": 3000},
         )
     )
     mock_control.add_fault(FAIL, times=2, upstream=flaky, tag=tag)

@@ -328,6 +328,9 @@ def test_a_zombie_that_is_not_our_child_counts_as_gone_at_once() -> None:
 def test_waiting_for_exits_reaps_our_children_and_reports_the_living() -> None:
     with strangers.stranger(sys.executable, "-c", "pass") as child, strangers.stranger() as living:
         procs = [psutil.Process(child.pid), psutil.Process(living.pid)]
+        # The child has exited (a zombie until reaped) before the wait starts: under coverage a
+        # Python child can take longer than the wait's timeout just to start.
+        wait_until(lambda: procs[0].status() == psutil.STATUS_ZOMBIE, what="the child", timeout=10)
         began = time.monotonic()
         assert _wait_gone(procs, timeout=0.3) == [procs[1]]
         assert time.monotonic() - began >= 0.3, "the living one was waited for"
