@@ -29,7 +29,7 @@ nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"  # the `uv sync` of every session says so too
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = "CI" in os.environ
-nox.options.sessions = ["lint", "rust", "unit", "mock"]
+nox.options.sessions = ["lint", "rust", "unit", "mock_full"]
 
 
 @nox.session(python=THIS_PYTHON)
@@ -41,11 +41,18 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=THIS_PYTHON)
 def mock(session: nox.Session) -> None:
-    """Mock tier: the real proxy against the mock upstreams, through the openai SDK."""
+    """Mock tier, the dev loop: every capability once, without the tests marked slow."""
     sync(session, "test")
-    session.log("# building the proxy when stale, and provisioning redis-server")
     prepare_stack(session)
-    pytest(session, "mock", "tests/mock")
+    pytest(session, "mock", "tests/mock", "--quick")
+
+
+@nox.session(python=THIS_PYTHON, name="mock_full")
+def mock_full(session: nox.Session) -> None:
+    """Mock tier, all of it: the real proxy against the mock upstreams, through the openai SDK."""
+    sync(session, "test")
+    prepare_stack(session)
+    pytest(session, "mock_full", "tests/mock")
 
 
 @nox.session(python=THIS_PYTHON)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import httpx
 import openai
+import pytest
 
 from harness.pytest.gateway import CLIENT_KEY, redacted, wait_for
 
 
+@pytest.mark.slow
 def test_upstream_key_replaces_the_clients(client: openai.OpenAI, seen, upstream_key: str) -> None:
     client.chat.completions.create(model="mock-chat", messages=[{"role": "user", "content": "x"}])
     headers = seen()[0]["headers"]
     assert headers["authorization"] == redacted(f"Bearer {upstream_key}")
 
 
+@pytest.mark.slow
 def test_clients_key_is_passed_through_without_an_upstream_key(client: openai.OpenAI, seen) -> None:
     client.responses.create(model="mock-responses", input="x")
     assert seen()[0]["headers"]["authorization"] == redacted(f"Bearer {CLIENT_KEY}")

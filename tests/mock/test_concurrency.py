@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import openai
+import pytest
 
 from harness.pytest.gateway import CLIENT_KEY
 
 CONCURRENT = 50
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_requests(proxy_url: str, tag: str, mock_control) -> None:
     async def one(sdk: openai.AsyncOpenAI, index: int, stream: bool) -> str:
         messages = [{"role": "user", "content": f"request number {index}"}]

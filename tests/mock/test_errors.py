@@ -95,6 +95,7 @@ def test_upstream_down_is_502(stack) -> None:
     assert caught.value.code == "upstream_unreachable"
 
 
+@pytest.mark.slow
 def test_upstream_hang_is_504(http: httpx.Client, seen) -> None:
     response = http.post(
         "/v1/chat/completions",

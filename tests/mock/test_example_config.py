@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from harness.pytest import stacks as testing
 from harness.runtime import paths
@@ -11,6 +12,7 @@ EXAMPLE = paths.root() / "config" / "gateway.example.toml"
 KEYS = ["OPENAI_API_KEY", "AZURE_OPENAI_KEY", "ACME_KEY", "GLOBEX_KEY", "SWITCHYARD_ADMIN_KEY"]
 
 
+@pytest.mark.slow
 def test_example_config_starts_and_serves_its_models(stack) -> None:
     env = {name: f"sk-example-{index}" for index, name in enumerate(KEYS)}
     private = testing.private_stack(

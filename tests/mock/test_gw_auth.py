@@ -90,6 +90,7 @@ def test_a_missing_or_unknown_key_is_refused_with_401(
     assert calls(mock_control, tag, keyed) == 0
 
 
+@pytest.mark.slow
 def test_the_sdk_sees_an_authentication_error(gateways: Gateways) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     answer = ask(gateway.sdk(UNKNOWN_KEY), CHAT, "keyed", "let me in")
@@ -98,6 +99,7 @@ def test_the_sdk_sees_an_authentication_error(gateways: Gateways) -> None:
 
 
 @EACH_ENDPOINT
+@pytest.mark.slow
 def test_tenant_and_admin_keys_may_call_the_model_endpoints(
     gateways: Gateways, endpoint: str
 ) -> None:
@@ -121,6 +123,7 @@ def test_the_upstream_gets_its_own_key_or_else_the_clients(
 
 @pytest.mark.security
 @pytest.mark.parametrize("path", ["/health", "/status", "/metrics", "/stats"])
+@pytest.mark.slow
 def test_operational_endpoints_are_open_and_hold_no_key(gateways: Gateways, path: str) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     # Some traffic first, so /metrics and /stats have something to show.
@@ -133,6 +136,7 @@ def test_operational_endpoints_are_open_and_hold_no_key(gateways: Gateways, path
 
 
 @pytest.mark.security
+@pytest.mark.slow
 def test_a_tenant_reads_only_its_own_usage(gateways: Gateways, tag: str) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     sent: dict[str, list[str]] = {"acme": [], "globex": []}
@@ -154,6 +158,7 @@ def test_a_tenant_reads_only_its_own_usage(gateways: Gateways, tag: str) -> None
     assert_openai_error(usage_of(gateway, UNKNOWN_KEY), 401)
 
 
+@pytest.mark.slow
 def test_the_admin_key_reads_any_tenant_and_the_admin_usage(gateways: Gateways) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     for tenant, count in (("acme", 3), ("globex", 2)):
@@ -184,6 +189,7 @@ def test_admin_endpoints_refuse_tenant_keys(gateways: Gateways) -> None:
     assert_openai_error(admin_usage(gateway, UNKNOWN_KEY), 401)
 
 
+@pytest.mark.slow
 def test_a_refused_request_leaves_no_record(gateways: Gateways) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     assert ask(gateway.sdk(UNKNOWN_KEY), CHAT, "keyed", "refused").status == 401
@@ -193,6 +199,7 @@ def test_a_refused_request_leaves_no_record(gateways: Gateways) -> None:
 
 
 @pytest.mark.security
+@pytest.mark.slow
 def test_keys_never_appear_in_the_proxy_log(gateways: Gateways, tag: str) -> None:
     gateway, keys, _, _ = auth_gateway(gateways)
     for index, key in enumerate([*keys.all(), UNKNOWN_KEY]):
@@ -213,6 +220,7 @@ def test_keys_never_appear_in_the_proxy_log(gateways: Gateways, tag: str) -> Non
 
 
 @pytest.mark.security
+@pytest.mark.slow
 def test_keys_never_appear_in_any_file_the_stack_wrote(gateways: Gateways, tag: str) -> None:
     """PID files, port files, the rendered config, the ledger and the logs: no key anywhere."""
     gateway, keys, _, _ = auth_gateway(gateways)

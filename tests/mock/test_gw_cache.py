@@ -177,6 +177,7 @@ def test_a_different_value_of_any_key_field_is_a_different_entry(
     assert calls(mock_control, tag, upstream) - before == 2
 
 
+@pytest.mark.slow
 def test_the_endpoint_is_part_of_the_key(
     gateways: Gateways, mock_control: testing.MockControl, tag: str
 ) -> None:
@@ -231,6 +232,7 @@ def test_user_metadata_and_request_id_are_not_part_of_the_key(
     assert calls(mock_control, tag, upstream) == 1
 
 
+@pytest.mark.slow
 def test_entries_expire_after_ttl_seconds(
     gateways: Gateways, mock_control: testing.MockControl, tag: str
 ) -> None:
@@ -424,6 +426,7 @@ def test_the_redis_backend_shares_entries_between_proxies(
     assert calls(mock_control, tag, upstream) == 1
 
 
+@pytest.mark.slow
 def test_a_redis_outage_degrades_to_bypass_and_caching_resumes(
     gateways: Gateways, mock_control: testing.MockControl, tag: str
 ) -> None:

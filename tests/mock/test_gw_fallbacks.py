@@ -260,6 +260,7 @@ def test_a_non_retryable_status_is_returned_at_once(
 )
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_retry_after_is_honoured_before_trying_the_same_upstream_again(
     gateways: Gateways,
     mock_control: testing.MockControl,
@@ -330,6 +331,7 @@ def test_retry_after_is_capped_by_max_retry_after_ms(
 
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_the_deadline_stops_further_attempts(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str, stream: bool
 ) -> None:
@@ -361,6 +363,7 @@ def test_the_deadline_stops_further_attempts(
 
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_total_timeout_cuts_a_slow_attempt_and_falls_back(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str, stream: bool
 ) -> None:

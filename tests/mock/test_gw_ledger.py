@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from harness.pytest.gateway import (
     CHAT,
     EACH_ENDPOINT,
@@ -207,6 +209,7 @@ def test_a_cache_hit_costs_nothing_and_keeps_the_original_tokens(
     assert cached["attempts"] == hit.attempts == 0
 
 
+@pytest.mark.slow
 def test_concurrent_requests_make_exactly_one_record_each(gateways: Gateways, tag: str) -> None:
     gateway, keys, _ = ledger_gateway(gateways)
     sdk = gateway.sdk(keys.tenants["acme"])
@@ -238,6 +241,7 @@ def test_concurrent_requests_make_exactly_one_record_each(gateways: Gateways, ta
 
 
 @EACH_ENDPOINT
+@pytest.mark.slow
 def test_a_stream_cut_by_the_client_is_recorded_as_499_with_what_was_produced(
     gateways: Gateways, tag: str, endpoint: str
 ) -> None:
@@ -289,6 +293,7 @@ def test_cost_follows_the_price_table_and_unpriced_models_are_free(
     assert free["cost"] == 0
 
 
+@pytest.mark.slow
 def test_each_tenants_totals_are_the_sum_of_its_own_records(gateways: Gateways, tag: str) -> None:
     gateway, keys, _ = ledger_gateway(gateways, max_attempts=1)
     plan = {"acme": 5, "globex": 3}
@@ -320,6 +325,7 @@ def test_usage_is_newest_first_and_limit_bounds_the_records(gateways: Gateways, 
     assert [record["request_id"] for record in response.json()["records"]] == sent[:1:-1]
 
 
+@pytest.mark.slow
 def test_the_sqlite_ledger_survives_a_restart(gateways: Gateways, tag: str) -> None:
     gateway, keys, _ = ledger_gateway(gateways)
     request_id = f"durable-{tag}"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from harness.pytest import stacks as testing
 from harness.pytest.gateway import (
     CHAT,
@@ -73,6 +75,7 @@ def test_metrics_parse_as_prometheus_text(gateways: Gateways) -> None:
     assert sample.labels["status"] == "200"
 
 
+@pytest.mark.slow
 def test_metrics_stats_and_ledger_agree_after_a_mixed_load(gateways: Gateways, tag: str) -> None:
     gateway, keys, _ = metrics_gateway(gateways)
     sdk = gateway.sdk(keys.tenants["acme"])
@@ -140,6 +143,7 @@ def test_metrics_stats_and_ledger_agree_after_a_mixed_load(gateways: Gateways, t
     assert slo["burn_status"] in {"warning", "breach"}
 
 
+@pytest.mark.slow
 def test_in_flight_gauge_counts_an_open_stream(gateways: Gateways, tag: str) -> None:
     gateway, keys, _ = metrics_gateway(gateways)
     body = request_body(CHAT, "m", " ".join(f"w{index}" for index in range(8)), stream=True)
@@ -182,6 +186,7 @@ def test_retries_and_fallbacks_are_counted(
     assert metrics.total("switchyard_requests_total") == 1
 
 
+@pytest.mark.slow
 def test_the_upstream_health_gauge_follows_ejection(
     gateways: Gateways, mock_control: testing.MockControl, tag: str
 ) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from harness.pytest import stacks as testing
 from harness.pytest.gateway import (
     CHAT,
@@ -34,6 +36,7 @@ FAIL = {"type": "status", "status": 500}
 
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_round_robin_splits_100_requests_exactly_in_half(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str, stream: bool
 ) -> None:
@@ -61,6 +64,7 @@ def test_round_robin_splits_100_requests_exactly_in_half(
 
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_weighted_3_to_1_splits_100_requests_exactly_75_25(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str, stream: bool
 ) -> None:
@@ -88,6 +92,7 @@ def test_weighted_3_to_1_splits_100_requests_exactly_75_25(
 
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_least_in_flight_sends_more_to_the_upstream_that_is_not_slowed(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str, stream: bool
 ) -> None:
@@ -136,6 +141,7 @@ def test_status_reports_every_upstream_as_healthy_at_first(gateways: Gateways) -
 
 @EACH_ENDPOINT
 @EACH_MODE
+@pytest.mark.slow
 def test_failures_eject_an_upstream_until_the_cooldown_ends(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str, stream: bool
 ) -> None:
@@ -207,6 +213,7 @@ def test_a_success_resets_the_failure_count(
     assert (state["healthy"], state["consecutive_failures"]) == (True, 1)
 
 
+@pytest.mark.slow
 def test_when_every_candidate_is_ejected_none_is_left_out(
     gateways: Gateways, mock_control: testing.MockControl, tag: str
 ) -> None:

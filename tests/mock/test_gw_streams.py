@@ -99,6 +99,7 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event(
     ids=["idle-upstream", "total-timeout"],
 )
 @EACH_ENDPOINT
+@pytest.mark.slow
 def test_a_stream_cut_by_a_timeout_mid_way_ends_with_an_error_event(
     gateways: Gateways,
     mock_control: testing.MockControl,
@@ -123,6 +124,7 @@ def test_a_stream_cut_by_a_timeout_mid_way_ends_with_an_error_event(
 
 
 @EACH_ENDPOINT
+@pytest.mark.slow
 def test_a_client_leaving_mid_stream_cancels_the_upstream_request(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str
 ) -> None:
@@ -148,6 +150,7 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_request(
 
 
 @EACH_ENDPOINT
+@pytest.mark.slow
 def test_the_sdk_reports_the_mid_stream_failure_as_an_error(
     gateways: Gateways, mock_control: testing.MockControl, tag: str, endpoint: str
 ) -> None:

@@ -56,7 +56,7 @@ from harness.pytest.gateway import (
     words,
 )
 
-pytestmark = [pytest.mark.robustness, pytest.mark.mock]
+pytestmark = [pytest.mark.robustness, pytest.mark.mock, pytest.mark.slow]
 
 STEADY, FAILOVER, STALLING, UNKNOWN = "steady", "failover", "stalling", "no-such-model"
 # USD per million tokens, the same for every model, so a record's cost follows from its tokens

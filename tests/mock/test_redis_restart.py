@@ -42,7 +42,7 @@ from harness.pytest.gateway import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.robustness, pytest.mark.mock]
+pytestmark = [pytest.mark.robustness, pytest.mark.mock, pytest.mark.slow]
 
 TENANT = "acme"
 OUTAGES = 2

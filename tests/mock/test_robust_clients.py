@@ -31,7 +31,7 @@ from harness.pytest.gateway import (
     wait_for,
 )
 
-pytestmark = pytest.mark.robustness
+pytestmark = [pytest.mark.robustness, pytest.mark.slow]
 
 MIB = 1024 * 1024
 # The flood the mock would send if nobody pushed back: 4096 events of 64 KiB, 256 MiB.

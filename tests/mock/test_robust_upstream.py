@@ -37,7 +37,7 @@ from harness.pytest.gateway import (
     unique,
 )
 
-pytestmark = pytest.mark.robustness
+pytestmark = [pytest.mark.robustness, pytest.mark.slow]
 
 TEXT = "one two three four five six"
 # Each attempt: headers within 1 s, no gap over 500 ms, the whole within 2.5 s.

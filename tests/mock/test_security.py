@@ -112,6 +112,7 @@ def test_a_tenant_key_never_reads_another_tenant_whatever_the_query(
 @pytest.mark.parametrize(
     "path", ["/admin/usage/", "/ADMIN/usage", "/admin//usage", "/v1/../admin/usage"]
 )
+@pytest.mark.slow
 def test_admin_data_is_not_reachable_by_a_path_variant(
     tenants: tuple[Gateway, Keys], path: str
 ) -> None:
@@ -126,6 +127,7 @@ def test_admin_data_is_not_reachable_by_a_path_variant(
         assert "tenants" not in response.json()
 
 
+@pytest.mark.slow
 def test_the_admin_key_reads_every_tenant_and_tenant_keys_only_their_own(
     tenants: tuple[Gateway, Keys],
 ) -> None:
@@ -266,6 +268,7 @@ def error_bodies(gateway: Gateway, keys: Keys) -> dict[str, tuple[int, str]]:
     return bodies
 
 
+@pytest.mark.slow
 def test_error_bodies_never_carry_a_key_a_path_or_url_credentials(
     leaky: tuple[Gateway, Keys, list[str]],
 ) -> None:
@@ -286,6 +289,7 @@ def test_error_bodies_never_carry_a_key_a_path_or_url_credentials(
             assert secret not in text, f"{name}: {secret!r} in {text[:300]!r}"
 
 
+@pytest.mark.slow
 def test_a_stalled_body_answer_carries_no_secret(
     leaky: tuple[Gateway, Keys, list[str]], tag: str
 ) -> None:
@@ -321,6 +325,7 @@ def test_status_and_logs_show_no_url_credentials(
         assert secret not in log
 
 
+@pytest.mark.slow
 def test_the_ledger_records_refused_secrets_nowhere(
     leaky: tuple[Gateway, Keys, list[str]],
 ) -> None:

@@ -24,6 +24,7 @@ def private_proxy(stack: testing.StackHandle) -> Iterator[Service]:
 
 
 @pytest.mark.robustness
+@pytest.mark.slow
 def test_sigterm_lets_an_open_stream_finish(private_proxy: Service, tag: str) -> None:
     words = "slow words keep coming one by one"
     body = {"model": "mock-chat", "messages": [{"role": "user", "content": words}], "stream": True}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from harness.pytest import stacks as testing
 from harness.runtime import paths
 from harness.runtime.process import pick_free_port, run
@@ -25,6 +27,7 @@ def json_part(output: str) -> dict:
     return dict(json.loads(output[output.index("{\n") :]))
 
 
+@pytest.mark.slow
 def test_smoke_passes_against_a_healthy_proxy(stack) -> None:
     # A proxy of its own: /stats must count exactly the smoke's requests.
     private = testing.private_stack(stack, "smoke")
@@ -46,6 +49,7 @@ def test_smoke_passes_against_a_healthy_proxy(stack) -> None:
     assert "stats: every smoke request was counted" in names
 
 
+@pytest.mark.slow
 def test_smoke_fails_with_exit_1_when_nothing_answers() -> None:
     unused = str(pick_free_port())
     code, output = smoke("--port", unused, "--timeout", "0.5", "--json")

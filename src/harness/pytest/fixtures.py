@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,36 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test gets the marker of the tier directory it lives in."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help="the dev loop's selection: no test marked slow, and one case of each "
+        "parametrized test (the full tier runs them all)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test gets the marker of the tier directory it lives in; `--quick` narrows the run."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
         if tier in TIER_MARKERS:
             item.add_marker(getattr(pytest.mark, tier))
+    if config.getoption("quick"):
+        kept = quick_selection(items)
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = [item for item in items if item in kept]
+
+
+def quick_selection(items: list[pytest.Item]) -> set[pytest.Item]:
+    """The tests not marked slow, with one case per parametrized test. The case is picked by
+    a hash of the test's name, so across tests every endpoint and mode is still run, and every
+    xdist worker picks the same one."""
+    cases: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            cases.setdefault(item.nodeid.split("[")[0], []).append(item)
+    return {group[zlib.crc32(name.encode()) % len(group)] for name, group in cases.items()}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
