@@ -91,17 +91,11 @@ def test_sync_installs_from_the_lock_and_downloads_no_interpreter(
     }
 
 
-@pytest.mark.parametrize(
-    ("posargs", "tail"), [([], ["-n", "auto"]), (["-n", "2", "-k", "x"], ["-n", "2", "-k", "x"])]
-)
-def test_pytest_reports_and_takes_the_arguments_after_the_double_dash(
-    posargs: list[str], tail: list[str]
-) -> None:
-    session = FakeSession(posargs)
+def test_pytest_reports_and_takes_the_arguments_after_the_double_dash() -> None:
+    session = FakeSession(["-k", "x"])
     nox_support.pytest(session, "unit", "tests/unit", env={"EXTRA": "1"})
     [(args, kwargs)] = session.runs
-    assert args[:2] == ("pytest", "tests/unit")
-    assert list(args[-len(tail) :]) == tail
+    assert args[:6] == ("pytest", "tests/unit", "-k", "x", "-n", "auto")
     assert "--durations=10" in args
     assert junit_names(session) == ["junit-unit-py3.12.xml"]
     assert kwargs["env"]["EXTRA"] == "1"
@@ -240,3 +234,36 @@ def test_unset_task_options_leave_the_parsers_defaults() -> None:
     values = {action.dest: None for action in invoke_support.options(smoke_cli.parser())}
     assert invoke_support.argv(smoke_cli.parser(), values) == []
     assert smoke_cli.parse_args([]).requests == 20
+
+
+# (the session's arguments, the ones after `--`, what pytest gets)
+PYTEST_ARGUMENTS = [
+    pytest.param(["tests/mock", "--quick"], [], ["tests/mock", "--quick", "-n", "auto"], id="none"),
+    pytest.param(
+        ["tests/mock"], ["-m", "not slow"], ["tests/mock", "-m", "not slow", "-n", "auto"],
+        id="a-marker-keeps-the-paths-and-the-workers",
+    ),
+    pytest.param(
+        ["tests/mock", "--quick"], ["tests/mock/test_chat.py"],
+        ["--quick", "tests/mock/test_chat.py", "-n", "auto"], id="a-file-replaces-the-paths",
+    ),
+    pytest.param(
+        ["tests/mock"], ["tests/mock/test_chat.py::test_non_streaming", "-n", "2"],
+        ["tests/mock/test_chat.py::test_non_streaming", "-n", "2"], id="a-test-id-and-workers",
+    ),
+    pytest.param(["tests/unit"], ["-n0"], ["tests/unit", "-n0"], id="glued-worker-count"),
+    pytest.param(
+        ["tests/unit"], ["-p", "no:xdist"], ["tests/unit", "-p", "no:xdist"], id="xdist-off"
+    ),
+    pytest.param(
+        ["tests/unit"], ["-k", "tests"], ["tests/unit", "-k", "tests", "-n", "auto"],
+        id="an-option-value-is-no-path",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("defaults", "posargs", "expected"), PYTEST_ARGUMENTS)
+def test_arguments_after_the_double_dash_narrow_the_run_and_keep_its_workers(
+    defaults: list[str], posargs: list[str], expected: list[str]
+) -> None:
+    assert nox_support.pytest_arguments(defaults, posargs) == expected

@@ -70,17 +70,47 @@ def pytest(
     runner: tuple[str, ...] = ("pytest",),
     env: dict[str, str | None] | None = None,
 ) -> None:
-    """pytest (through `runner`) with JUnit XML and failure logs named after `report`;
-    arguments after `--` replace the default `-n auto`."""
+    """pytest (through `runner`) with JUnit XML and failure logs named after `report`, and the
+    arguments after `--` on top (see `pytest_arguments`)."""
     reporting, reporting_env = pytest_reporting(report, str(session.python or THIS_PYTHON))
     session.run(
         *runner,
-        *args,
+        *pytest_arguments(args, session.posargs),
         *reporting,
         "--durations=10",
-        *(session.posargs or ["-n", "auto"]),
         env={**reporting_env, **(env or {})},
     )
+
+
+# pytest options whose value is the next argument, so that value is never taken for a path.
+VALUED_OPTIONS = frozenset(
+    {"-k", "-m", "-n", "-p", "-o", "-c", "-W", "--deselect", "--ignore", "--ignore-glob",
+     "--maxfail", "--tb", "--dist", "--numprocesses", "--rootdir", "--basetemp", "--durations"}
+)  # fmt: skip
+PARALLELISM = ("-n", "auto")
+
+
+def pytest_arguments(defaults: Iterable[str], posargs: Iterable[str]) -> list[str]:
+    """A session's own arguments with the ones after `--`: a path there (a test file, a folder,
+    or `file::test`) replaces the session's paths, and `-n auto` stays unless they set `-n` or
+    turn xdist off, so narrowing a run never loses its parallelism."""
+    defaults, posargs = list(defaults), list(posargs)
+    if any(_names_a_path(posargs, index) for index in range(len(posargs))):
+        defaults = [arg for index, arg in enumerate(defaults) if not _names_a_path(defaults, index)]
+    chooses_workers = any(
+        arg in ("-n", "--numprocesses", "no:xdist")
+        or arg.startswith("--numprocesses=")
+        or (arg.startswith("-n") and arg[2:].isalnum())
+        for arg in posargs
+    )
+    return [*defaults, *posargs, *(() if chooses_workers else PARALLELISM)]
+
+
+def _names_a_path(args: list[str], index: int) -> bool:
+    arg = args[index]
+    if arg.startswith("-") or (index and args[index - 1] in VALUED_OPTIONS):
+        return False
+    return Path(arg.split("::")[0]).exists()
 
 
 def rust_checks(session: Any) -> None:
