@@ -623,7 +623,7 @@ def test_fuzzed_bodies_get_the_proxy_verdict_or_a_mock_answer(
     # The fuzz reached both sides of the proxy: its own refusals and the upstream.
     statuses = run.tally.statuses
     assert statuses[200] > 0 and sum(n for s, n in statuses.items() if 400 <= s < 500) > 0
-    assert run.tally.from_mock >= run.tally.cases // 10
+    assert run.tally.from_mock >= max(1, run.tally.cases // 25)
 
 
 def test_malformed_bytes_are_400_never_5xx(
