@@ -7,10 +7,12 @@ import hashlib
 import pytest
 
 from harness.mock.content import (
-    chat_turns,
-    compose_reply,
+    Message,
+    Options,
+    ToolCall,
+    ToolResult,
     content_text,
-    responses_turns,
+    decide,
     stream_deltas,
     words,
 )
@@ -22,6 +24,23 @@ from harness.mock.faults import (
     parse_fault_header,
 )
 from harness.mock.state import Counts, RequestLog, ResponseStore, loggable_headers
+from harness.mock.validation import chat_conversation, responses_input
+
+
+def compose_reply(turns, limit, extra_input=""):
+    return decide(
+        [Message(role, text) for role, text in turns], Options(limit=limit, extra_input=extra_input)
+    )
+
+
+def chat_turns(messages):
+    return [(e.role, e.text) for e in chat_conversation(messages)]
+
+
+def responses_turns(value):
+    return [
+        (e.role, e.text) for e in responses_input(value, lambda _: None) if isinstance(e, Message)
+    ]
 
 
 def test_words_counts_whitespace_separated_words():
@@ -73,7 +92,8 @@ def test_content_text_joins_text_parts_and_skips_others():
         {"type": "input_text", "text": "three"},
         {"type": "refusal", "refusal": "no"},
     ]
-    assert content_text(content) == "one two three"
+    # A refusal part counts as the assistant's words, as a refusal the mock stored does.
+    assert content_text(content) == "one two three no"
     assert content_text(None) == ""
 
 
@@ -245,9 +265,14 @@ def test_counts_aggregate_by_upstream_and_filter_by_tag():
 
 def test_response_store_evicts_the_oldest_and_is_scoped_by_upstream():
     store = ResponseStore(capacity=2)
-    store.put("a", "r1", (("user", "one"),))
-    store.put("a", "r2", (("user", "two"),))
-    store.put("a", "r3", (("user", "three"),))
+    call = ToolCall("call_1", "f", "{}", "fc_1")
+    store.put("a", "r1", (Message("user", "one"), call), {"fc_1": (call,)})
+    store.put("a", "r2", (Message("user", "two"),))
+    assert store.item("a", "fc_1") == (call,)
+    assert store.item("b", "fc_1") is None
+    store.put("a", "r3", (Message("user", "three"), ToolResult("call_1", "x")))
     assert store.get("a", "r1") is None
-    assert store.get("a", "r3") == (("user", "three"),)
+    # The items of an evicted response go with it.
+    assert store.item("a", "fc_1") is None
+    assert store.get("a", "r3") == (Message("user", "three"), ToolResult("call_1", "x"))
     assert store.get("b", "r3") is None

@@ -126,7 +126,7 @@ def test_chat_stream_wire_framing_without_usage(http, upstream):
     assert events[-1] == "data: [DONE]"
     chunks = chat_payloads(events)
     assert [chunk["choices"][0]["delta"] for chunk in chunks] == [
-        {"role": "assistant", "content": ""},
+        {"role": "assistant", "content": "", "refusal": None},
         {"content": "reply"},
         {"content": " 1:"},
         {"content": " a"},

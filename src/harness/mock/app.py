@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from harness.mock import formats
-from harness.mock.content import chat_turns, compose_reply, responses_turns
+from harness.mock.content import Entry, decide
 from harness.mock.faults import (
     MODEL_FAULTS,
     Fault,
@@ -25,6 +25,7 @@ from harness.mock.faults import (
     reset_connection,
 )
 from harness.mock.state import Counts, RequestLog, ResponseStore, loggable_headers
+from harness.mock.validation import Rejected, chat_request, responses_request
 
 UPSTREAM_NAME = r"[A-Za-z0-9_.-]+"
 DEFAULT_UPSTREAM = "default"
@@ -67,17 +68,6 @@ class MockState:
 
 
 STATE = web.AppKey("mock_state", MockState)
-
-
-class Rejected(Exception):
-    """The request is answered with an OpenAI error (4xx) instead of a reply."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = formats.error_body(message, "invalid_request_error", param=param, code=code)
 
 
 def json_response(
@@ -312,31 +302,33 @@ def stream_events(script: formats.StreamScript, fault: Fault | None) -> Iterator
     """The events actually sent, with a mid-stream fault applied after `after_chunks` content
     events (or after the last one, if there are fewer); a `Cut` says how the stream stops short.
     Made on the fly: a `flood` stream is far too large to hold."""
+    events = script.events
     if fault is not None and fault.type == "flood":
-        yield from script.head
+        start, end = script.content_start, script.content_end
+        yield from events[:start]
         filler = "x" * int(fault.spec.get("chunk_bytes", 1024))
         for index in range(int(fault.spec.get("chunks", 1000))):
-            yield script.content_event(index, filler)
-        yield from script.tail
+            yield script.content_event(start + index, filler)
+        yield from events[end:]
         return
     if fault is not None and fault.type == "no_done":
         # Everything but the last event: chat's `[DONE]`, responses' `response.completed`.
-        yield from [*script.head, *script.content, *script.tail[:-1]]
+        yield from events[:-1]
         return
     if fault is None or not fault.mid_stream:
-        yield from [*script.head, *script.content, *script.tail]
+        yield from events
         return
-    cut = min(fault.after_chunks, len(script.content))
-    yield from [*script.head, *script.content[:cut]]
+    sent = script.after_content(min(fault.after_chunks, script.content_count))
+    yield from events[:sent]
     if fault.type == "disconnect":
         yield Cut.CLOSE
     elif fault.type == "hang":
         yield Cut.HANG
     elif fault.type == "stream_error":
-        yield script.error_event(cut)
+        yield script.error_event(sent)
     elif fault.type != "truncate":  # truncate: the stream just ends here, cleanly
         line = formats.MALFORMED_EVENT if fault.type == "malformed_chunk" else formats.NOT_SSE_LINE
-        yield from [line, *script.content[cut:], *script.tail]
+        yield from [line, *events[sent:]]
 
 
 def token_limit(body: Mapping[str, Any], keys: Sequence[str]) -> int | None:
@@ -355,24 +347,26 @@ def token_limit(body: Mapping[str, Any], keys: Sequence[str]) -> int | None:
 
 async def chat_completions(call: Call) -> web.StreamResponse:
     body = await call.body("messages")
-    messages = body["messages"]
-    if not isinstance(messages, list):
+    if not isinstance(body["messages"], list):
         raise Rejected(400, "'messages' must be an array.", param="messages")
     limit = token_limit(body, ("max_completion_tokens", "max_tokens"))
+    entries, options = chat_request(body, limit)
     model = body["model"]
     stream = body.get("stream") is True
     fault = call.fault(model)
     if fault is not None and (early := await call.start_fault(fault, stream)) is not None:
         return early
-    reply = compose_reply(chat_turns(messages), limit)
+    answer = decide(entries, options)
     completion_id = new_id("chatcmpl-")
     created = int(time.time())
     if stream:
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        script = formats.chat_stream(completion_id, created, model, reply, include_usage)
+        options_value = body.get("stream_options")
+        include_usage = (
+            isinstance(options_value, dict) and options_value.get("include_usage") is True
+        )
+        script = formats.chat_stream(completion_id, created, model, answer, include_usage)
         return await call.stream(script, fault)
-    return await call.whole(formats.chat_completion(completion_id, created, model, reply), fault)
+    return await call.whole(formats.chat_completion(completion_id, created, model, answer), fault)
 
 
 async def responses(call: Call) -> web.StreamResponse:
@@ -383,14 +377,11 @@ async def responses(call: Call) -> web.StreamResponse:
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise Rejected(400, "'instructions' must be a string.", param="instructions")
-    history: tuple[tuple[str, str], ...] = ()
+    store = call.state.responses
+    history: tuple[Entry, ...] = ()
     previous_id = body.get("previous_response_id")
     if previous_id is not None:
-        stored = (
-            call.state.responses.get(call.upstream, previous_id)
-            if isinstance(previous_id, str)
-            else None
-        )
+        stored = store.get(call.upstream, previous_id) if isinstance(previous_id, str) else None
         if stored is None:
             raise Rejected(
                 404,
@@ -400,25 +391,34 @@ async def responses(call: Call) -> web.StreamResponse:
             )
         history = stored
     limit = token_limit(body, ("max_output_tokens",))
+    request = responses_request(
+        body, limit, history, lambda item_id: store.item(call.upstream, item_id)
+    )
     stream = body.get("stream") is True
     fault = call.fault(body["model"])
     if fault is not None and (early := await call.start_fault(fault, stream)) is not None:
         return early
-    conversation = (*history, *responses_turns(input_value))
-    reply = compose_reply(conversation, limit, extra_input=instructions or "")
+    conversation = (*history, *request.entries)
+    answer = decide(conversation, request.options)
     response_id = new_id("resp_")
     message_id = new_id("msg_")
     created_at = int(time.time())
     if fault is None or fault.type not in {"disconnect", "stream_error", "truncate", "hang"}:
         # Stored before the reply goes out: the client may continue as soon as it reads it.
-        call.state.responses.put(
-            call.upstream, response_id, (*conversation, ("assistant", reply.text))
+        store.put(
+            call.upstream,
+            response_id,
+            (*conversation, *answer.entries()),
+            formats.stored_items(message_id, answer),
         )
     if stream:
-        script = formats.responses_stream(response_id, message_id, created_at, body, reply)
+        script = formats.responses_stream(
+            response_id, message_id, created_at, body, request.echo, answer
+        )
         return await call.stream(script, fault)
     return await call.whole(
-        formats.final_response(response_id, message_id, created_at, body, reply), fault
+        formats.final_response(response_id, message_id, created_at, body, request.echo, answer),
+        fault,
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.mock.content import Reply, stream_deltas
+from harness.mock.content import Answer, Entry, Message, ToolCall, fragments, stream_deltas
 
 MODEL_IDS = ("mock-chat", "mock-small", "mock-large")
 # A fixed timestamp keeps the models list byte-identical across runs.
@@ -58,22 +58,55 @@ def models_list() -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass
 class StreamScript:
-    """A complete SSE stream, pre-encoded so that faults can cut or corrupt it between the
-    content events: `head` events, one `content` event per word, `tail` events.
+    """A complete SSE stream, pre-encoded so that faults can cut or corrupt it between its
+    content events (the delta events: text, refusal and call-argument deltas). Content events
+    run from `content_start` to `content_end`, with other events (an output item's end, the
+    next one's start) among them when an answer has several parts.
 
     `error_event(sent)` encodes the mid-stream error that replaces the rest of the stream once
-    `sent` content events went out (its sequence number, for Responses, depends on that).
+    `sent` events went out (its sequence number, for Responses, depends on that).
     """
 
-    head: list[bytes]
-    content: list[bytes]
-    tail: list[bytes]
-    error_event: Callable[[int], bytes]
-    # The content event carrying `delta` as content event number `index` (from 0), for streams
+    events: list[bytes] = field(default_factory=list)
+    is_content: list[bool] = field(default_factory=list)
+    content_start: int = -1
+    error_event: Callable[[int], bytes] = lambda sent: b""
+    # The content event carrying `delta` as the stream's event number `position`, for streams
     # whose content is made up on the fly (the `flood` fault).
-    content_event: Callable[[int, str], bytes]
+    content_event: Callable[[int, str], bytes] = lambda position, delta: b""
+
+    def add(self, event: bytes, content: bool = False) -> None:
+        if content and self.content_start < 0:
+            self.content_start = len(self.events)
+        self.events.append(event)
+        self.is_content.append(content)
+
+    def mark_content_start(self) -> None:
+        """Where content would start when there is none (a stream of an empty reply)."""
+        if self.content_start < 0:
+            self.content_start = len(self.events)
+
+    @property
+    def content_end(self) -> int:
+        ends = [index + 1 for index, content in enumerate(self.is_content) if content]
+        return ends[-1] if ends else self.content_start
+
+    @property
+    def content_count(self) -> int:
+        return sum(self.is_content)
+
+    def after_content(self, count: int) -> int:
+        """How many events go out up to and including the `count`-th content event."""
+        if count <= 0:
+            return self.content_start
+        seen = 0
+        for index, content in enumerate(self.is_content):
+            seen += content
+            if seen == count:
+                return index + 1
+        return self.content_end
 
 
 # --------------------------------------------------------------------------- chat completions
@@ -83,21 +116,42 @@ def sse_data(payload: Mapping[str, Any]) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
 
 
-def chat_usage(reply: Reply) -> dict[str, Any]:
+def chat_usage(answer: Answer) -> dict[str, Any]:
     return {
-        "prompt_tokens": reply.input_tokens,
-        "completion_tokens": reply.output_tokens,
-        "total_tokens": reply.total_tokens,
+        "prompt_tokens": answer.input_tokens,
+        "completion_tokens": answer.output_tokens,
+        "total_tokens": answer.total_tokens,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
 
-def chat_finish_reason(reply: Reply) -> str:
-    return "length" if reply.truncated else "stop"
+def chat_finish_reason(answer: Answer) -> str:
+    if answer.calls:
+        return "tool_calls"
+    return "length" if answer.truncated else "stop"
 
 
-def chat_completion(completion_id: str, created: int, model: str, reply: Reply) -> dict[str, Any]:
+def chat_tool_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.call_id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def chat_message(answer: Answer) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if answer.refusal:
+        message["refusal"] = answer.text
+    elif answer.words or not answer.calls:
+        message["content"] = answer.text
+    if answer.calls:
+        message["tool_calls"] = [chat_tool_call(call) for call in answer.calls]
+    return message
+
+
+def chat_completion(completion_id: str, created: int, model: str, answer: Answer) -> dict[str, Any]:
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -106,18 +160,18 @@ def chat_completion(completion_id: str, created: int, model: str, reply: Reply) 
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                "message": chat_message(answer),
                 "logprobs": None,
-                "finish_reason": chat_finish_reason(reply),
+                "finish_reason": chat_finish_reason(answer),
             }
         ],
-        "usage": chat_usage(reply),
+        "usage": chat_usage(answer),
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
 
 
 def chat_stream(
-    completion_id: str, created: int, model: str, reply: Reply, include_usage: bool
+    completion_id: str, created: int, model: str, answer: Answer, include_usage: bool
 ) -> StreamScript:
     def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         payload: dict[str, Any] = {
@@ -135,35 +189,52 @@ def chat_stream(
     def choice(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
-    tail = [chunk(choice({}, chat_finish_reason(reply)))]
-    if include_usage:
-        tail.append(chunk([], chat_usage(reply)))
-    tail.append(SSE_DONE)
     error = sse_data(error_body(STREAM_ERROR_MESSAGE, "server_error", code="stream_error"))
-    return StreamScript(
-        head=[chunk(choice({"role": "assistant", "content": ""}))],
-        content=[chunk(choice({"content": delta})) for delta in stream_deltas(reply.words)],
-        tail=tail,
+    script = StreamScript(
         error_event=lambda sent: error,
-        content_event=lambda index, delta: chunk(choice({"content": delta})),
+        content_event=lambda position, delta: chunk(choice({"content": delta})),
     )
+    has_text = not answer.refusal and (answer.words or not answer.calls)
+    script.add(
+        chunk(choice({"role": "assistant", "content": "" if has_text else None, "refusal": None}))
+    )
+    script.mark_content_start()
+    key = "refusal" if answer.refusal else "content"
+    for delta in stream_deltas(answer.words):
+        script.add(chunk(choice({key: delta})), content=True)
+    for index, call in enumerate(answer.calls):
+        first = chat_tool_call(call)
+        first["function"]["arguments"] = ""
+        script.add(chunk(choice({"tool_calls": [{"index": index, **first}]})), content=True)
+        for piece in fragments(call.arguments):
+            pieces = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            script.add(chunk(choice(pieces)), content=True)
+    script.add(chunk(choice({}, chat_finish_reason(answer))))
+    if include_usage:
+        script.add(chunk([], chat_usage(answer)))
+    script.add(SSE_DONE)
+    return script
 
 
 # --------------------------------------------------------------------------- responses
 
 
-def responses_usage(reply: Reply) -> dict[str, Any]:
+def responses_usage(answer: Answer) -> dict[str, Any]:
     return {
-        "input_tokens": reply.input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": reply.output_tokens,
+        "input_tokens": answer.input_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": answer.output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": reply.total_tokens,
+        "total_tokens": answer.total_tokens,
     }
 
 
 def output_text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
+
+
+def refusal_part(text: str) -> dict[str, Any]:
+    return {"type": "refusal", "refusal": text}
 
 
 def output_message(message_id: str, status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,16 +247,53 @@ def output_message(message_id: str, status: str, content: list[dict[str, Any]]) 
     }
 
 
+def function_call_item(call: ToolCall, status: str, arguments: str) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": call.item_id,
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def has_message(answer: Answer) -> bool:
+    """An answer has a message item unless it is only function calls."""
+    return bool(answer.words) or answer.refusal or not answer.calls
+
+
+def output_items(message_id: str, answer: Answer) -> list[dict[str, Any]]:
+    items = []
+    if has_message(answer):
+        part = refusal_part if answer.refusal else output_text_part
+        items.append(output_message(message_id, "completed", [part(answer.text)]))
+    items.extend(function_call_item(call, "completed", call.arguments) for call in answer.calls)
+    return items
+
+
+def stored_items(message_id: str, answer: Answer) -> dict[str, tuple[Entry, ...]]:
+    """The entries of each output item, by item id, for `item_reference`."""
+    items: dict[str, tuple[Entry, ...]] = {}
+    if has_message(answer):
+        items[message_id] = (Message("assistant", answer.text),)
+    for call in answer.calls:
+        items[call.item_id] = (call,)
+    return items
+
+
 def response_object(
     response_id: str,
     created_at: int,
     request: Mapping[str, Any],
+    echo: Mapping[str, Any],
     *,
     status: str,
     output: list[dict[str, Any]],
     usage: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """A `response` object echoing the request's settings (`request` is the validated body)."""
+    """A `response` object echoing the request's settings (`request` is the validated body,
+    `echo` its tools, tool_choice, parallel_tool_calls and text as validated)."""
     metadata = request.get("metadata")
     return {
         "id": response_id,
@@ -201,10 +309,10 @@ def response_object(
         "temperature": request.get("temperature", 1.0),
         "top_p": request.get("top_p", 1.0),
         "max_output_tokens": request.get("max_output_tokens"),
-        "tools": [],
-        "tool_choice": "auto",
-        "parallel_tool_calls": True,
-        "text": {"format": {"type": "text"}},
+        "tools": echo.get("tools", []),
+        "tool_choice": echo.get("tool_choice", "auto"),
+        "parallel_tool_calls": echo.get("parallel_tool_calls", True),
+        "text": echo.get("text", {"format": {"type": "text"}}),
         "error": None,
         "incomplete_details": ({"reason": "max_output_tokens"} if status == "incomplete" else None),
         "store": request.get("store", True),
@@ -213,16 +321,26 @@ def response_object(
     }
 
 
+def response_status(answer: Answer) -> str:
+    return "incomplete" if answer.truncated and not answer.calls else "completed"
+
+
 def final_response(
-    response_id: str, message_id: str, created_at: int, request: Mapping[str, Any], reply: Reply
+    response_id: str,
+    message_id: str,
+    created_at: int,
+    request: Mapping[str, Any],
+    echo: Mapping[str, Any],
+    answer: Answer,
 ) -> dict[str, Any]:
     return response_object(
         response_id,
         created_at,
         request,
-        status="incomplete" if reply.truncated else "completed",
-        output=[output_message(message_id, "completed", [output_text_part(reply.text)])],
-        usage=responses_usage(reply),
+        echo,
+        status=response_status(answer),
+        output=output_items(message_id, answer),
+        usage=responses_usage(answer),
     )
 
 
@@ -233,41 +351,26 @@ def response_event(event: dict[str, Any], sequence_number: int) -> bytes:
 
 
 def responses_stream(
-    response_id: str, message_id: str, created_at: int, request: Mapping[str, Any], reply: Reply
+    response_id: str,
+    message_id: str,
+    created_at: int,
+    request: Mapping[str, Any],
+    echo: Mapping[str, Any],
+    answer: Answer,
 ) -> StreamScript:
     in_progress = response_object(
-        response_id, created_at, request, status="in_progress", output=[], usage=None
+        response_id, created_at, request, echo, status="in_progress", output=[], usage=None
     )
-    final = final_response(response_id, message_id, created_at, request, reply)
-    text = reply.text
-    position = {"item_id": message_id, "output_index": 0, "content_index": 0}
-    head_events: list[dict[str, Any]] = [
-        {"type": "response.created", "response": in_progress},
-        {"type": "response.in_progress", "response": in_progress},
-        {
-            "type": "response.output_item.added",
-            "output_index": 0,
-            "item": output_message(message_id, "in_progress", []),
-        },
-        {"type": "response.content_part.added", **position, "part": output_text_part("")},
-    ]
+    final = final_response(response_id, message_id, created_at, request, echo, answer)
+    text_position = {"item_id": message_id, "output_index": 0, "content_index": 0}
 
-    def delta_event(delta: str) -> dict[str, Any]:
-        return {"type": "response.output_text.delta", **position, "delta": delta, "logprobs": []}
-
-    content_events = [delta_event(delta) for delta in stream_deltas(reply.words)]
-    tail_events: list[dict[str, Any]] = [
-        {"type": "response.output_text.done", **position, "text": text, "logprobs": []},
-        {"type": "response.content_part.done", **position, "part": output_text_part(text)},
-        {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
-        {"type": f"response.{final['status']}", "response": final},
-    ]
-    numbered = [
-        response_event(event, number)
-        for number, event in enumerate([*head_events, *content_events, *tail_events])
-    ]
-    content_start = len(head_events)
-    content_end = content_start + len(content_events)
+    def text_delta(delta: str) -> dict[str, Any]:
+        return {
+            "type": "response.output_text.delta",
+            **text_position,
+            "delta": delta,
+            "logprobs": [],
+        }
 
     def error_event(sent: int) -> bytes:
         error = {
@@ -276,14 +379,78 @@ def responses_stream(
             "message": STREAM_ERROR_MESSAGE,
             "param": None,
         }
-        return response_event(error, content_start + sent)
+        return response_event(error, sent)
 
-    return StreamScript(
-        head=numbered[:content_start],
-        content=numbered[content_start:content_end],
-        tail=numbered[content_end:],
+    script = StreamScript(
         error_event=error_event,
-        content_event=lambda index, delta: response_event(
-            delta_event(delta), content_start + index
-        ),
+        content_event=lambda position, delta: response_event(text_delta(delta), position),
+    )
+
+    def add(event: dict[str, Any], content: bool = False) -> None:
+        script.add(response_event(event, len(script.events)), content)
+
+    add({"type": "response.created", "response": in_progress})
+    add({"type": "response.in_progress", "response": in_progress})
+    for output_index, item in enumerate(final["output"]):
+        if item["type"] == "message":
+            add_message_events(add, script.mark_content_start, item, output_index, answer)
+        else:
+            add_call_events(add, item, output_index)
+        add({"type": "response.output_item.done", "output_index": output_index, "item": item})
+    add({"type": f"response.{final['status']}", "response": final})
+    return script
+
+
+EventAdder = Callable[..., None]
+
+
+def add_message_events(
+    add: EventAdder,
+    mark_content_start: Callable[[], None],
+    item: dict[str, Any],
+    output_index: int,
+    answer: Answer,
+) -> None:
+    position = {"item_id": item["id"], "output_index": output_index, "content_index": 0}
+    add(
+        {
+            "type": "response.output_item.added",
+            "output_index": output_index,
+            "item": output_message(item["id"], "in_progress", []),
+        }
+    )
+    part = item["content"][0]
+    empty = refusal_part("") if answer.refusal else output_text_part("")
+    add({"type": "response.content_part.added", **position, "part": empty})
+    mark_content_start()
+    if answer.refusal:
+        for delta in stream_deltas(answer.words):
+            add({"type": "response.refusal.delta", **position, "delta": delta}, content=True)
+        add({"type": "response.refusal.done", **position, "refusal": part["refusal"]})
+    else:
+        for delta in stream_deltas(answer.words):
+            add(
+                {"type": "response.output_text.delta", **position, "delta": delta, "logprobs": []},
+                content=True,
+            )
+        add({"type": "response.output_text.done", **position, "text": part["text"], "logprobs": []})
+    add({"type": "response.content_part.done", **position, "part": part})
+
+
+def add_call_events(add: EventAdder, item: dict[str, Any], output_index: int) -> None:
+    added = {**item, "arguments": "", "status": "in_progress"}
+    add({"type": "response.output_item.added", "output_index": output_index, "item": added})
+    position = {"item_id": item["id"], "output_index": output_index}
+    for piece in fragments(item["arguments"]):
+        add(
+            {"type": "response.function_call_arguments.delta", **position, "delta": piece},
+            content=True,
+        )
+    add(
+        {
+            "type": "response.function_call_arguments.done",
+            **position,
+            "arguments": item["arguments"],
+            "name": item["name"],
+        }
     )

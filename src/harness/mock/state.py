@@ -6,10 +6,10 @@ import hashlib
 import itertools
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.mock.content import Turn
+from harness.mock.content import Entry
 
 SECRET_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "cookie", "proxy-authorization"}
@@ -135,20 +135,41 @@ class Counts:
 
 
 class ResponseStore:
-    """The conversations behind the responses the mock produced, for `previous_response_id`.
+    """The conversations behind the responses the mock produced, for `previous_response_id`,
+    and their output items by id, for `item_reference` input items.
 
-    Keyed by upstream as well as id: each named upstream stands for a separate server, which
-    cannot know the responses another one produced.
+    A conversation keeps whole entries (messages, refusals as their text, function calls with
+    their `call_id`), so a later `function_call_output` can answer a call of an earlier
+    response. Keyed by upstream as well as id: each named upstream stands for a separate
+    server, which cannot know the responses another one produced.
     """
 
     def __init__(self, capacity: int = RESPONSE_STORE_CAPACITY) -> None:
         self._capacity = capacity
-        self._conversations: OrderedDict[tuple[str, str], tuple[Turn, ...]] = OrderedDict()
+        self._conversations: OrderedDict[tuple[str, str], tuple[Entry, ...]] = OrderedDict()
+        # (upstream, item id) -> the item's entries; (upstream, response id) -> its item ids.
+        self._items: dict[tuple[str, str], tuple[Entry, ...]] = {}
+        self._item_ids: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    def put(self, upstream: str, response_id: str, conversation: tuple[Turn, ...]) -> None:
-        self._conversations[(upstream, response_id)] = conversation
+    def put(
+        self,
+        upstream: str,
+        response_id: str,
+        conversation: tuple[Entry, ...],
+        items: Mapping[str, tuple[Entry, ...]] | None = None,
+    ) -> None:
+        key = (upstream, response_id)
+        self._conversations[key] = conversation
+        for item_id, entries in (items or {}).items():
+            self._items[(upstream, item_id)] = entries
+        self._item_ids[key] = tuple(items or ())
         if len(self._conversations) > self._capacity:
-            self._conversations.popitem(last=False)
+            evicted, _ = self._conversations.popitem(last=False)
+            for item_id in self._item_ids.pop(evicted, ()):
+                self._items.pop((evicted[0], item_id), None)
 
-    def get(self, upstream: str, response_id: str) -> tuple[Turn, ...] | None:
+    def get(self, upstream: str, response_id: str) -> tuple[Entry, ...] | None:
         return self._conversations.get((upstream, response_id))
+
+    def item(self, upstream: str, item_id: str) -> tuple[Entry, ...] | None:
+        return self._items.get((upstream, item_id))
