@@ -7,14 +7,15 @@ import hashlib
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import openai
 import pytest
 from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.responses import Response
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from harness.pytest.mock_wire import (
     cancelled_entry,
@@ -689,3 +690,186 @@ def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(
         client.join(timeout=10)
         assert outcome, "the hanging request should end without an answer"
     assert f"mock listening on {url}" in (tmp_path / "mock.log").read_text()
+
+
+# --------------------------------------------------------------------------- the SDK's own types
+
+
+class Weather(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    city: str
+    unit: Literal["c", "f"]
+    days: int
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: str
+    sure: bool
+
+
+CHUNK = ChatCompletionChunk.model_validate
+RESPONSE_EVENT = TypeAdapter(ResponseStreamEvent).validate_python
+WEATHER_TOOL = openai.pydantic_function_tool(Weather, name="get_weather")
+WEATHER_RESPONSES_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": WEATHER_TOOL["function"]["parameters"],
+    "strict": True,
+}
+VERDICT_SCHEMA = {**Verdict.model_json_schema(), "additionalProperties": False}
+# (id, chat fields, Responses fields): tool calls, structured output, refusals.
+SHAPES = [
+    pytest.param(
+        {"messages": [{"role": "user", "content": "explain get_weather"}], "tools": [WEATHER_TOOL]},
+        {"input": "explain get_weather", "tools": [WEATHER_RESPONSES_TOOL]},
+        id="tool-calls",
+    ),
+    pytest.param(
+        {
+            "messages": [{"role": "user", "content": "judge"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA, "strict": True},
+            },
+        },
+        {
+            "input": "judge",
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "verdict",
+                    "schema": VERDICT_SCHEMA,
+                    "strict": True,
+                }
+            },
+        },
+        id="structured-output",
+    ),
+    pytest.param(
+        {"messages": [{"role": "user", "content": "please refuse"}]},
+        {"input": "please refuse"},
+        id="refusal",
+    ),
+]
+
+
+@pytest.mark.parametrize(("chat", "responses"), SHAPES)
+def test_every_wire_object_validates_as_the_sdks_type(http, upstream, chat, responses):
+    """Whole answers and every raw stream event, through the SDK's pydantic types (strict
+    about missing or mistyped fields)."""
+    path = f"/{upstream}/v1/chat/completions"
+    ChatCompletion.model_validate(http.post(path, json={"model": "m", **chat}).json())
+    body = {"model": "m", **chat, "stream": True, "stream_options": {"include_usage": True}}
+    chunks = [
+        CHUNK(payload) for payload in chat_payloads(wire_events(http.post(path, json=body).text))
+    ]
+    assert chunks[-1].usage is not None
+    path = f"/{upstream}/v1/responses"
+    Response.model_validate(http.post(path, json={"model": "m", **responses}).json())
+    reply = http.post(path, json={"model": "m", **responses, "stream": True})
+    raw_events = [data for _, data in response_events(reply.text)]
+    events = [RESPONSE_EVENT(data) for data in raw_events]
+    assert events[-1].type == "response.completed"
+    Response.model_validate(raw_events[-1]["response"])
+
+
+def test_the_sdk_types_reject_a_payload_missing_a_required_field(http, upstream):
+    chunk = chat_payloads(
+        wire_events(http.post(f"/{upstream}/v1/chat/completions", json=chat_body(stream=True)).text)
+    )[0]
+    del chunk["choices"][0]["index"]
+    with pytest.raises(ValidationError):
+        CHUNK(chunk)
+    body = {"model": "m", "input": "get_weather", "tools": [WEATHER_RESPONSES_TOOL], "stream": True}
+    events = response_events(http.post(f"/{upstream}/v1/responses", json=body).text)
+    [(_, done)] = [e for e in events if e[0] == "response.function_call_arguments.done"]
+    del done["item_id"]
+    with pytest.raises(ValidationError):
+        RESPONSE_EVENT(done)
+
+
+def test_chat_stream_splits_a_call_like_the_api(mock_url, upstream):
+    client = sdk(mock_url, upstream)
+    body = {"model": "m", "messages": [{"role": "user", "content": "get_weather"}]}
+    chunks = list(client.chat.completions.create(**body, tools=[WEATHER_TOOL], stream=True))
+    deltas = [
+        c.choices[0].delta.tool_calls[0]
+        for c in chunks
+        if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert deltas[0].id.startswith("call_")
+    assert (deltas[0].function.name, deltas[0].function.arguments) == ("get_weather", "")
+    assert len(deltas) > 2
+    assert all(d.id is None and d.function.name is None for d in deltas[1:])
+    assert all(len(d.function.arguments) <= 8 for d in deltas[1:])
+    arguments = "".join(d.function.arguments for d in deltas)
+    assert Weather.model_validate_json(arguments) == Weather(city="city", unit="c", days=1)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_chat_parse_gives_the_parsed_output_refusal_and_arguments(mock_url, upstream, stream):
+    client = sdk(mock_url, upstream)
+
+    def parse(text: str, **options: Any) -> Any:
+        messages = [{"role": "user", "content": text}]
+        if not stream:
+            return client.chat.completions.parse(model="m", messages=messages, **options)
+        with client.chat.completions.stream(model="m", messages=messages, **options) as events:
+            return events.get_final_completion()
+
+    message = parse("judge", response_format=Verdict).choices[0].message
+    assert message.parsed == Verdict(answer="answer", sure=True)
+    message = parse("I refuse", response_format=Verdict).choices[0].message
+    assert (message.parsed, message.refusal) == (None, "I refuse: I refuse")
+    message = parse("get_weather", tools=[WEATHER_TOOL]).choices[0].message
+    [call] = message.tool_calls or []
+    assert call.function.parsed_arguments == Weather(city="city", unit="c", days=1)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_responses_parse_gives_the_parsed_output_and_arguments(mock_url, upstream, stream):
+    client = sdk(mock_url, upstream)
+
+    def parse(text: str, **options: Any) -> Any:
+        if not stream:
+            return client.responses.parse(model="m", input=text, **options)
+        with client.responses.stream(model="m", input=text, **options) as events:
+            return events.get_final_response()
+
+    assert parse("judge", text_format=Verdict).output_parsed == Verdict(answer="answer", sure=True)
+    response = parse("explain get_weather", tools=[WEATHER_RESPONSES_TOOL])
+    message, call = response.output
+    assert message.content[0].text == "calling get_weather"
+    assert call.call_id.startswith("call_") and call.id.startswith("fc_")
+    assert Weather.model_validate_json(call.arguments) == Weather(city="city", unit="c", days=1)
+    refusal = parse("refuse it").output[0].content[0]
+    assert (refusal.type, refusal.refusal) == ("refusal", "I refuse: refuse it")
+
+
+def test_responses_stream_events_of_calls_and_refusals(mock_url, upstream):
+    client = sdk(mock_url, upstream)
+    with client.responses.stream(
+        model="m", input="explain get_weather", tools=[WEATHER_RESPONSES_TOOL]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    call = final.output[1]
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [(e.output_index, e.item.type) for e in added] == [(0, "message"), (1, "function_call")]
+    assert (added[1].item.arguments, added[1].item.status) == ("", "in_progress")
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert {(e.item_id, e.output_index) for e in deltas} == {(call.id, 1)}
+    assert "".join(e.delta for e in deltas) == call.arguments
+    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert done.arguments == call.arguments
+    with client.responses.stream(model="m", input="refuse") as stream:
+        types = [e.type for e in stream]
+    assert types[3:7] == [
+        "response.content_part.added",
+        "response.refusal.delta",
+        "response.refusal.delta",
+        "response.refusal.delta",
+    ]
+    assert "response.refusal.done" in types
