@@ -384,14 +384,23 @@ fn chat_tools(tools: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
         let name = required_str(tool, "name", &path)?;
         let mut function = Map::new();
         function.insert("name".into(), Value::from(name));
-        for key in ["description", "parameters", "strict"] {
+        for key in ["description", "parameters"] {
             if let Some(value) = present(tool, key) {
                 function.insert(key.into(), value.clone());
             }
         }
+        function.insert("strict".into(), Value::Bool(effective_strict(tool)));
         chat.push(json!({"type": "function", "function": function}));
     }
     Ok(chat)
+}
+
+/// A Responses function tool is strict unless it says `strict: false`; a
+/// chat one is strict only when it says so, so the value is always sent.
+pub(crate) fn effective_strict(tool: &Value) -> bool {
+    present(tool, "strict")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
 }
 
 fn chat_tool_choice(choice: &Value) -> Result<Value, TranslateError> {

@@ -158,10 +158,26 @@ request_cases! {
             "/tools": [
                 {"type": "function", "function": {"name": "get_weather", "description": "w",
                   "parameters": {"type": "object", "properties": {}}, "strict": true}},
-                {"type": "function", "function": {"name": "noop"}},
+                {"type": "function", "function": {"name": "noop", "strict": true}},
             ],
             "/tool_choice": {"type": "function", "function": {"name": "get_weather"}},
             "/parallel_tool_calls": false,
+        },
+    });
+
+    // A Responses function tool is strict unless it says otherwise; a chat one is not.
+    omitted_strict_becomes_true_and_explicit_false_stays: json!({
+        "request": with(json!({"tools": [
+            {"type": "function", "name": "a"},
+            {"type": "function", "name": "b", "strict": false},
+            {"type": "function", "name": "c", "strict": null},
+            {"type": "function", "name": "d", "strict": true},
+        ]})),
+        "expect": {
+            "/tools/0/function/strict": true,
+            "/tools/1/function/strict": false,
+            "/tools/2/function/strict": true,
+            "/tools/3/function/strict": true,
         },
     });
 
