@@ -328,12 +328,13 @@ stream_cases! {
         "final": {"/output/0/content": [{"type": "refusal", "refusal": "Nope."}]},
     });
 
+    // Text after a call waits until the call can be closed (the end of the
+    // stream): a late fragment for the call still reaches its done events.
     text_after_a_tool_call_opens_a_new_message: json!({
         "request": {"model": "m"},
         "steps": whole(vec![
             tool_delta(0, Some("call_a"), Some("f"), "{\"a\":"),
             chunk(json!({"content": "meanwhile"}), Value::Null),
-            // A late fragment for the closed call still reaches the final response.
             tool_delta(0, None, None, "1}"),
             chunk(json!({"content": " more"}), Value::Null),
             chunk(json!({}), json!("stop")),
@@ -342,20 +343,120 @@ stream_cases! {
         "names": [
             "response.output_item.added",
             "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
             "response.function_call_arguments.done",
             "response.output_item.done",
             "response.output_item.added",
             "response.content_part.added",
-            "response.output_text.delta",
             "response.output_text.delta",
             "response.output_text.done",
             "response.content_part.done",
             "response.output_item.done",
             "response.completed",
         ],
-        "events": {"/6/data/output_index": 1, "/8/data/output_index": 1},
+        "events": {
+            "/5/data/arguments": "{\"a\":1}",
+            "/6/data/item": "<same:/13/data/response/output/0>",
+            "/7/data/output_index": 1,
+            "/9/data/delta": "meanwhile more",
+            "/12/data/item": "<same:/13/data/response/output/1>",
+        },
         "final": {"/output/0/arguments": "{\"a\":1}"},
+        "final_is": "/last/data/response",
         "text": "meanwhile more",
+    });
+
+    // Upstreams may interleave the fragments of parallel calls; each call's
+    // done events still carry all of its arguments, as the final response does.
+    interleaved_parallel_tool_calls_are_whole_in_their_done_events: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            tool_delta(0, Some("call_a"), Some("weather"), ""),
+            tool_delta(1, Some("call_b"), Some("time"), ""),
+            tool_delta(0, None, None, "{\"city\":"),
+            tool_delta(1, None, None, "{\"tz\":"),
+            tool_delta(0, None, None, "\"Paris\"}"),
+            tool_delta(1, None, None, "\"CET\"}"),
+            chunk(json!({}), json!("tool_calls")),
+            usage_chunk(),
+        ]),
+        "names": [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/2/data/item/call_id": "call_a",
+            "/3/data/delta": "{\"city\":",
+            "/4/data/delta": "\"Paris\"}",
+            "/5/data/arguments": "{\"city\":\"Paris\"}",
+            "/5/data/item_id": "<same:/2/data/item/id>",
+            "/6/data/item": "<same:/11/data/response/output/0>",
+            "/7/data/output_index": 1,
+            "/7/data/item/call_id": "call_b",
+            "/7/data/item/name": "time",
+            "/8/data/delta": "{\"tz\":\"CET\"}",
+            "/8/data/output_index": 1,
+            "/9/data/arguments": "{\"tz\":\"CET\"}",
+            "/9/data/name": "time",
+            "/9/data/output_index": 1,
+            "/10/data/item": "<same:/11/data/response/output/1>",
+            "/11/data/response/output/1/arguments": "{\"tz\":\"CET\"}",
+            "/11/data/response/output/2": "<absent>",
+        },
+        "final_is": "/last/data/response",
+    });
+
+    text_before_interleaved_parallel_tool_calls: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            chunk(json!({"role": "assistant", "content": "Checking."}), Value::Null),
+            tool_delta(0, Some("call_a"), Some("weather"), "{\"c\":"),
+            tool_delta(1, Some("call_b"), Some("time"), "{"),
+            tool_delta(0, None, None, "1}"),
+            tool_delta(1, None, None, "}"),
+            chunk(json!({}), json!("tool_calls")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/7/data/item": "<same:/17/data/response/output/0>",
+            "/8/data/output_index": 1,
+            "/11/data/arguments": "{\"c\":1}",
+            "/12/data/item": "<same:/17/data/response/output/1>",
+            "/13/data/output_index": 2,
+            "/15/data/arguments": "{}",
+            "/16/data/item": "<same:/17/data/response/output/2>",
+        },
+        "final": {"/output/2/call_id": "call_b", "/output/3": "<absent>"},
+        "final_is": "/last/data/response",
+        "text": "Checking.",
     });
 
     switching_between_text_and_refusal_closes_the_part: json!({
