@@ -459,6 +459,37 @@ stream_cases! {
         "text": "Checking.",
     });
 
+    refusal_after_a_tool_call_is_sent_whole_after_it: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            tool_delta(0, Some("call_a"), Some("f"), "{}"),
+            chunk(json!({"refusal": "No"}), Value::Null),
+            chunk(json!({"refusal": "pe."}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/8/data/delta": "Nope.",
+            "/9/data/refusal": "Nope.",
+            "/11/data/item": "<same:/12/data/response/output/1>",
+        },
+        "final": {"/output/1/content": [{"type": "refusal", "refusal": "Nope."}]},
+        "final_is": "/last/data/response",
+    });
+
     switching_between_text_and_refusal_closes_the_part: json!({
         "request": {"model": "m"},
         "steps": whole(vec![
