@@ -174,6 +174,7 @@ async fn fake_chat(
             });
             return event_stream(parts);
         }
+        "tool-call" => return tool_call_reply(body["stream"] == json!(true)),
         _ => {}
     }
 
@@ -236,9 +237,55 @@ async fn fake_chat(
     ([("x-mock-upstream", "fake")], Json(completion)).into_response()
 }
 
+/// An assistant turn with text and two tool calls; streamed, the calls'
+/// argument fragments interleave.
+fn tool_call_reply(streaming: bool) -> Response {
+    if !streaming {
+        let completion = json!({
+            "id": "chatcmpl-t", "object": "chat.completion", "created": 1, "model": "tool-call",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null, "message": {
+                "role": "assistant", "content": "Let me look.", "refusal": null,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "w", "arguments": "{\"c\":1}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "v", "arguments": "{}"}},
+                ],
+            }}],
+        });
+        return ([("x-mock-upstream", "fake")], Json(completion)).into_response();
+    }
+    let call = |index: u64, id: Option<&str>, name: Option<&str>, arguments: &str| {
+        let mut call = json!({"index": index, "function": {"arguments": arguments}});
+        if let (Some(id), Some(name)) = (id, name) {
+            call["id"] = json!(id);
+            call["type"] = json!("function");
+            call["function"]["name"] = json!(name);
+        }
+        chunk(json!({"tool_calls": [call]}), Value::Null)
+    };
+    let frames = [
+        chunk(
+            json!({"role": "assistant", "content": "Let me look."}),
+            Value::Null,
+        ),
+        call(0, Some("call_1"), Some("w"), ""),
+        call(1, Some("call_2"), Some("v"), ""),
+        call(0, None, None, "{\"c\":"),
+        call(1, None, None, "{"),
+        call(0, None, None, "1}"),
+        call(1, None, None, "}"),
+        chunk(json!({}), json!("tool_calls")),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    event_stream(stream::iter(
+        frames.map(|frame| Ok::<_, std::io::Error>(Bytes::from(frame))),
+    ))
+}
+
 async fn fake_responses(headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let seen = json!({
         "model": body["model"],
+        "input": body["input"],
         "authorization": headers.get("authorization").and_then(|v| v.to_str().ok()),
         "previous_response_id": body["previous_response_id"],
     });
@@ -354,6 +401,7 @@ fallback_models = ["chat"]
         "stall-stream",
         "cut-stream",
         "gated",
+        "tool-call",
     ] {
         text.push_str(&format!(
             "\n[[models]]\nname = \"{fault}\"\nupstreams = [\"fake\"]\n"
@@ -862,6 +910,128 @@ async fn broken_translated_stream_ends_with_an_error_event_and_is_not_stored() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+/// The id of the response a Responses call answered with, streamed or whole.
+async fn tool_call_response(h: &Harness, streaming: bool, store: bool) -> Value {
+    let request = json!({"model": "tool-call", "input": "weather?", "stream": streaming,
+                         "store": store});
+    if !streaming {
+        let (status, _, body) = h.json("/v1/responses", &request).await;
+        assert_eq!(status, 200, "{body}");
+        return body;
+    }
+    let response = h.post("/v1/responses", &request).send().await.unwrap();
+    let events = sse_events(&response.text().await.unwrap());
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "response.completed", "{data}");
+    data["response"].clone()
+}
+
+fn last_upstream_messages(h: &Harness) -> Value {
+    h.fake.last_body.lock().unwrap()["messages"].clone()
+}
+
+/// The chat messages a continued tool turn must reach the upstream as.
+fn tool_turn_messages() -> Value {
+    json!([
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{\"c\":1}"}},
+            {"id": "call_2", "type": "function", "function": {"name": "v", "arguments": "{}"}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "noon"},
+    ])
+}
+
+fn tool_outputs() -> Vec<Value> {
+    vec![
+        json!({"type": "function_call_output", "call_id": "call_1", "output": "sunny"}),
+        json!({"type": "function_call_output", "call_id": "call_2", "output": "noon"}),
+    ]
+}
+
+#[tokio::test]
+async fn translated_tool_calls_are_remembered_for_the_next_turn() {
+    let h = start().await;
+    for streaming in [false, true] {
+        let first = tool_call_response(&h, streaming, true).await;
+        let id = first["id"].as_str().unwrap();
+        let (status, _, body) = h
+            .json(
+                "/v1/responses",
+                &json!({"model": "chat", "input": tool_outputs(), "previous_response_id": id}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            last_upstream_messages(&h),
+            tool_turn_messages(),
+            "streaming: {streaming}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn item_references_resolve_to_the_items_the_proxy_produced() {
+    let h = start().await;
+    for streaming in [false, true] {
+        let first = tool_call_response(&h, streaming, true).await;
+        let ids: Vec<&str> = first["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 3, "{first}");
+        let mut input = vec![
+            json!({"role": "user", "content": "weather?"}),
+            json!({"type": "item_reference", "id": ids[0]}),
+            json!({"type": "item_reference", "id": ids[1]}),
+            // `type` is optional on an item reference.
+            json!({"id": ids[2]}),
+        ];
+        input.extend(tool_outputs());
+        let (status, _, body) = h
+            .json("/v1/responses", &json!({"model": "chat", "input": input}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            last_upstream_messages(&h),
+            tool_turn_messages(),
+            "streaming: {streaming}"
+        );
+    }
+
+    let unknown = json!({"model": "chat", "input": [{"type": "item_reference", "id": "msg_nope"}]});
+    let (status, _, body) = h.json("/v1/responses", &unknown).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": {"message": "Item with id 'msg_nope' not found.",
+                         "type": "invalid_request_error", "param": "input", "code": null}})
+    );
+
+    // `store: false` responses keep nothing to refer to.
+    let unstored = tool_call_response(&h, false, false).await;
+    let id = unstored["output"][1]["id"].as_str().unwrap();
+    let (status, _, _) = h
+        .json(
+            "/v1/responses",
+            &json!({"model": "chat", "input": [{"type": "item_reference", "id": id}]}),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // A Responses upstream resolves references itself.
+    let native = json!({"model": "native", "input": [{"type": "item_reference", "id": "msg_up"}]});
+    let (status, _, body) = h.json("/v1/responses", &native).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["seen"]["input"],
+        json!([{"type": "item_reference", "id": "msg_up"}])
+    );
 }
 
 const RETRY_TWICE: &str =

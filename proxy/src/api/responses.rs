@@ -102,7 +102,8 @@ async fn forward_responses(
 }
 
 /// The chat request a Responses request becomes for one model, with the
-/// conversation its `previous_response_id` continues.
+/// conversation its `previous_response_id` continues and its item references
+/// resolved to the output items the proxy produced.
 pub fn chat_request(
     state: &AppState,
     request: &Value,
@@ -121,10 +122,14 @@ pub fn chat_request(
             ));
         }
     };
-    responses_to_chat_request(request, &history, upstream_model).map_err(|err| {
-        ApiError::InvalidRequest {
-            message: err.message,
-            param: err.param,
+    let items = |id: &str| state.store.item(id);
+    responses_to_chat_request(request, &history, &items, upstream_model).map_err(|err| {
+        match err.missing_item {
+            Some(id) => ApiError::ItemNotFound(id),
+            None => ApiError::InvalidRequest {
+                message: err.message,
+                param: err.param,
+            },
         }
     })
 }

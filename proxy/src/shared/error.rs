@@ -21,6 +21,10 @@ pub enum ApiError {
     #[error("Previous response with id '{0}' not found")]
     PreviousResponseNotFound(String),
 
+    /// An `item_reference` to an item the proxy does not keep.
+    #[error("Item with id '{0}' not found.")]
+    ItemNotFound(String),
+
     #[error("Request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
@@ -100,6 +104,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_)
             | ApiError::PreviousResponseNotFound(_)
+            | ApiError::ItemNotFound(_)
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -138,7 +143,7 @@ impl ApiError {
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            ApiError::InvalidRequest { .. } => None,
+            ApiError::InvalidRequest { .. } | ApiError::ItemNotFound(_) => None,
             ApiError::ModelNotFound(_) => Some("model_not_found"),
             ApiError::PreviousResponseNotFound(_) => Some("previous_response_not_found"),
             ApiError::PayloadTooLarge { .. } => Some("request_too_large"),
@@ -167,6 +172,7 @@ impl ApiError {
             ApiError::InvalidRequest { param, .. } => param.as_deref(),
             ApiError::ModelNotFound(_) => Some("model"),
             ApiError::PreviousResponseNotFound(_) => Some("previous_response_id"),
+            ApiError::ItemNotFound(_) => Some("input"),
             _ => None,
         }
     }
@@ -251,6 +257,13 @@ mod tests {
                 "invalid_request_error",
                 json!("previous_response_not_found"),
                 json!("previous_response_id"),
+            ),
+            (
+                ApiError::ItemNotFound("fc_1".into()),
+                404,
+                "invalid_request_error",
+                Value::Null,
+                json!("input"),
             ),
             (
                 ApiError::PayloadTooLarge { limit: 10 },

@@ -24,6 +24,7 @@ use crate::shared::time::unix_now;
 use crate::shared::usage::Usage;
 use crate::store::cache::entry::CachedResponse;
 use crate::store::conversations::ResponseStore;
+use crate::wire::translate::request::output_messages;
 use crate::wire::translate::response::{assistant_text, chat_to_responses_response};
 use crate::wire::translate::stream::ResponsesStreamTranslator;
 
@@ -192,13 +193,26 @@ struct Memory {
 }
 
 impl Memory {
+    /// Keeps the assistant's turn as it was (text, refusal and tool calls, so
+    /// the next turn's tool results follow their calls), and the output items
+    /// for later item references.
     fn remember(self, response: &Value) {
+        let output = response
+            .get("output")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut history = self.conversation;
-        history.push(json!({
-            "role": "assistant",
-            "content": assistant_text(response),
-        }));
-        self.store.insert(self.response_id, history);
+        match output_messages(&output) {
+            Ok(turn) => history.extend(turn),
+            // Output the translator built always translates back; should it
+            // not, the text is still worth keeping.
+            Err(_) => history.push(json!({
+                "role": "assistant",
+                "content": assistant_text(response),
+            })),
+        }
+        self.store.insert(self.response_id, history, output);
     }
 }
 
@@ -228,6 +242,35 @@ fn conversation_without_instructions(chat_request: &Value, request: &Value) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_whole_assistant_turn_is_remembered() {
+        let store = Arc::new(ResponseStore::new(4));
+        let memory = Memory {
+            store: store.clone(),
+            response_id: "resp_1".into(),
+            conversation: vec![json!({"role": "user", "content": "q"})],
+        };
+        let message = json!({"type": "message", "id": "msg_1", "status": "completed",
+        "role": "assistant", "content": [
+            {"type": "output_text", "text": "Partly.", "annotations": [], "logprobs": []},
+            {"type": "refusal", "refusal": "Not that."},
+        ]});
+        let call = json!({"type": "function_call", "id": "fc_1", "call_id": "call_1",
+                          "name": "w", "arguments": "{\"c\":1}", "status": "completed"});
+        memory.remember(&json!({"output": [message.clone(), call.clone()]}));
+        assert_eq!(
+            store.get("resp_1").unwrap().as_slice(),
+            &[
+                json!({"role": "user", "content": "q"}),
+                json!({"role": "assistant", "content": "Partly.", "refusal": "Not that.",
+                       "tool_calls": [{"id": "call_1", "type": "function",
+                                       "function": {"name": "w", "arguments": "{\"c\":1}"}}]}),
+            ]
+        );
+        assert_eq!(store.item("fc_1"), Some(call));
+        assert_eq!(store.item("msg_1"), Some(message));
+    }
 
     #[test]
     fn instructions_message_is_not_remembered() {

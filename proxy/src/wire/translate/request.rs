@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 pub struct TranslateError {
     pub message: String,
     pub param: Option<String>,
+    /// The id of an `item_reference` the proxy has no item for (a 404).
+    pub missing_item: Option<String>,
 }
 
 impl TranslateError {
@@ -18,6 +20,7 @@ impl TranslateError {
         Self {
             message,
             param: Some(param.to_owned()),
+            missing_item: None,
         }
     }
 
@@ -40,6 +43,16 @@ impl TranslateError {
     }
 }
 
+impl TranslateError {
+    fn item_not_found(id: &str) -> Self {
+        Self {
+            message: format!("Item with id '{id}' not found."),
+            param: Some("input".to_owned()),
+            missing_item: Some(id.to_owned()),
+        }
+    }
+}
+
 impl fmt::Display for TranslateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.param {
@@ -51,11 +64,16 @@ impl fmt::Display for TranslateError {
 
 impl std::error::Error for TranslateError {}
 
+/// Finds an output item the proxy produced earlier, by its id.
+pub type ItemLookup<'a> = dyn Fn(&str) -> Option<Value> + 'a;
+
 pub fn responses_to_chat_request(
     req: &Value,
     history: &[Value],
+    items: &ItemLookup<'_>,
     upstream_model: &str,
 ) -> Result<Value, TranslateError> {
+    let _ = items;
     let mut messages = Vec::new();
     match req.get("instructions") {
         None | Some(Value::Null) => {}
@@ -63,7 +81,7 @@ pub fn responses_to_chat_request(
         Some(_) => return Err(TranslateError::invalid_type("instructions", "a string")),
     }
     messages.extend(history.iter().cloned());
-    messages.extend(input_messages(req.get("input"))?);
+    messages.extend(input_messages(req.get("input"), items)?);
 
     let mut body = Map::new();
     body.insert("model".into(), Value::from(upstream_model));
@@ -108,11 +126,14 @@ pub(crate) fn present<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
-fn input_messages(input: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
-    let items = match input {
+fn input_messages(
+    input: Option<&Value>,
+    items: &ItemLookup<'_>,
+) -> Result<Vec<Value>, TranslateError> {
+    let items_in = match input {
         None | Some(Value::Null) => return Err(TranslateError::missing("input")),
         Some(Value::String(text)) => return Ok(vec![json!({"role": "user", "content": text})]),
-        Some(Value::Array(items)) => items,
+        Some(Value::Array(items_in)) => items_in,
         Some(_) => {
             return Err(TranslateError::invalid_type(
                 "input",
@@ -121,35 +142,114 @@ fn input_messages(input: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
         }
     };
 
-    let mut messages: Vec<Value> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    let mut messages: Vec<Value> = Vec::with_capacity(items_in.len());
+    for (i, item) in items_in.iter().enumerate() {
         let path = format!("input[{i}]");
         if !item.is_object() {
             return Err(TranslateError::invalid_type(&path, "an object"));
         }
-        match item.get("type") {
-            None | Some(Value::Null) => messages.push(chat_message(item, &path)?),
-            Some(Value::String(kind)) => match kind.as_str() {
-                "message" => messages.push(chat_message(item, &path)?),
-                "function_call" => push_tool_call(&mut messages, chat_tool_call(item, &path)?),
-                "function_call_output" => messages.push(chat_tool_result(item, &path)?),
-                other => {
-                    return Err(TranslateError::invalid_value(
-                        &format!("{path}.type"),
-                        other,
-                        "'message', 'function_call', and 'function_call_output'",
-                    ));
-                }
-            },
-            Some(_) => {
-                return Err(TranslateError::invalid_type(
-                    &format!("{path}.type"),
-                    "a string",
-                ));
-            }
+        if is_item_reference(item) {
+            let id = required_str(item, "id", &path)?;
+            let stored = items(id).ok_or_else(|| TranslateError::item_not_found(id))?;
+            push_item(&mut messages, &stored, &path)?;
+        } else {
+            push_item(&mut messages, item, &path)?;
         }
     }
     Ok(messages)
+}
+
+/// The chat messages a list of Response output items stands for: the
+/// assistant turn they make up, as the next request would send it.
+pub fn output_messages(output: &[Value]) -> Result<Vec<Value>, TranslateError> {
+    let mut messages = Vec::new();
+    for (i, item) in output.iter().enumerate() {
+        push_item(&mut messages, item, &format!("output[{i}]"))?;
+    }
+    Ok(messages)
+}
+
+/// `{"type": "item_reference", "id"}`; the type may be left out, and an item
+/// with an id but no role (nor type) can only be a reference.
+fn is_item_reference(item: &Value) -> bool {
+    match item.get("type") {
+        Some(Value::String(kind)) => kind == "item_reference",
+        None | Some(Value::Null) => item.get("role").is_none() && item.get("id").is_some(),
+        Some(_) => false,
+    }
+}
+
+fn push_item(messages: &mut Vec<Value>, item: &Value, path: &str) -> Result<(), TranslateError> {
+    match item.get("type") {
+        None | Some(Value::Null) => push_message(messages, chat_message(item, path)?),
+        Some(Value::String(kind)) => match kind.as_str() {
+            "message" => push_message(messages, chat_message(item, path)?),
+            "function_call" => push_tool_call(messages, chat_tool_call(item, path)?),
+            "function_call_output" => messages.push(chat_tool_result(item, path)?),
+            other => {
+                return Err(TranslateError::invalid_value(
+                    &format!("{path}.type"),
+                    other,
+                    "'message', 'function_call', 'function_call_output', and 'item_reference'",
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(TranslateError::invalid_type(
+                &format!("{path}.type"),
+                "a string",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An assistant message right after the assistant message with its turn's
+/// tool calls belongs to that turn (text a stream produced after a call):
+/// chat only accepts tool results right after the message with the calls.
+fn push_message(messages: &mut Vec<Value>, message: Value) {
+    let Value::Object(mut message) = message else {
+        return;
+    };
+    if message.get("role").and_then(Value::as_str) == Some("assistant")
+        && let Some(Value::Object(last)) = messages.last_mut()
+        && last.get("role").and_then(Value::as_str) == Some("assistant")
+        && last.contains_key("tool_calls")
+    {
+        if let Some(content) = message.remove("content") {
+            let joined = join_content(last.remove("content"), content);
+            last.insert("content".into(), joined);
+        }
+        if let Some(Value::String(refusal)) = message.remove("refusal") {
+            let joined = match last.get("refusal").and_then(Value::as_str) {
+                Some(earlier) => format!("{earlier}{refusal}"),
+                None => refusal,
+            };
+            last.insert("refusal".into(), Value::from(joined));
+        }
+        return;
+    }
+    messages.push(Value::Object(message));
+}
+
+/// Two chat message contents as one (null, a string or text parts).
+fn join_content(first: Option<Value>, second: Value) -> Value {
+    let parts = |content: Option<Value>| match content {
+        Some(Value::String(text)) if !text.is_empty() => {
+            vec![json!({"type": "text", "text": text})]
+        }
+        Some(Value::Array(parts)) => parts,
+        _ => Vec::new(),
+    };
+    let mut joined = parts(first);
+    joined.extend(parts(Some(second)));
+    match joined.as_slice() {
+        [] => Value::Null,
+        [only] if only.get("type").and_then(Value::as_str) == Some("text") => {
+            only.get("text").cloned().unwrap_or_default()
+        }
+        _ => Value::Array(joined),
+    }
 }
 
 fn chat_message(item: &Value, path: &str) -> Result<Value, TranslateError> {
@@ -171,14 +271,25 @@ fn chat_message(item: &Value, path: &str) -> Result<Value, TranslateError> {
         },
         Some(_) => return Err(TranslateError::invalid_type(&role_path, "a string")),
     };
-    let content = chat_content(item.get("content"), role, &format!("{path}.content"))?;
-    Ok(json!({"role": role, "content": content}))
+    let (content, refusal) = chat_content(item.get("content"), role, &format!("{path}.content"))?;
+    // An assistant message as chat answers carry it: its refusal apart from
+    // its text, and no text at all when it only refused.
+    match refusal {
+        Some(refusal) => Ok(json!({"role": role, "content": content, "refusal": refusal})),
+        None => Ok(json!({"role": role, "content": content})),
+    }
 }
 
-fn chat_content(content: Option<&Value>, role: &str, path: &str) -> Result<Value, TranslateError> {
+/// The chat content of a message, and (assistant messages only) the text of
+/// its refusal parts, which chat carries in the message's `refusal`.
+fn chat_content(
+    content: Option<&Value>,
+    role: &str,
+    path: &str,
+) -> Result<(Value, Option<String>), TranslateError> {
     let parts = match content {
         None | Some(Value::Null) => return Err(TranslateError::missing(path)),
-        Some(Value::String(text)) => return Ok(Value::from(text.as_str())),
+        Some(Value::String(text)) => return Ok((Value::from(text.as_str()), None)),
         Some(Value::Array(parts)) => parts,
         Some(_) => {
             return Err(TranslateError::invalid_type(
@@ -189,6 +300,7 @@ fn chat_content(content: Option<&Value>, role: &str, path: &str) -> Result<Value
     };
 
     let mut chat_parts = Vec::with_capacity(parts.len());
+    let mut refusal: Option<String> = None;
     for (j, part) in parts.iter().enumerate() {
         let part_path = format!("{path}[{j}]");
         let kind = part.get("type").and_then(Value::as_str);
@@ -199,8 +311,9 @@ fn chat_content(content: Option<&Value>, role: &str, path: &str) -> Result<Value
             }
             // Lets clients replay a previous assistant output verbatim.
             Some("refusal") if role == "assistant" => {
-                let refusal = required_str(part, "refusal", &part_path)?;
-                json!({"type": "refusal", "refusal": refusal})
+                let text = required_str(part, "refusal", &part_path)?;
+                refusal.get_or_insert_with(String::new).push_str(text);
+                continue;
             }
             Some("input_image") if role == "user" => chat_image_part(part, &part_path)?,
             _ => {
@@ -220,15 +333,15 @@ fn chat_content(content: Option<&Value>, role: &str, path: &str) -> Result<Value
     }
 
     // A lone text part is sent as a plain string, the form every chat upstream accepts.
-    if let [only] = chat_parts.as_slice()
-        && only.get("type").and_then(Value::as_str) == Some("text")
-    {
-        return Ok(only.get("text").cloned().unwrap_or_default());
-    }
-    if chat_parts.is_empty() {
-        return Ok(Value::from(""));
-    }
-    Ok(Value::Array(chat_parts))
+    let content = match chat_parts.as_slice() {
+        [only] if only.get("type").and_then(Value::as_str) == Some("text") => {
+            only.get("text").cloned().unwrap_or_default()
+        }
+        [] if refusal.is_some() => Value::Null,
+        [] => Value::from(""),
+        _ => Value::Array(chat_parts),
+    };
+    Ok((content, refusal))
 }
 
 fn chat_image_part(part: &Value, path: &str) -> Result<Value, TranslateError> {
@@ -384,14 +497,23 @@ fn chat_tools(tools: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
         let name = required_str(tool, "name", &path)?;
         let mut function = Map::new();
         function.insert("name".into(), Value::from(name));
-        for key in ["description", "parameters", "strict"] {
+        for key in ["description", "parameters"] {
             if let Some(value) = present(tool, key) {
                 function.insert(key.into(), value.clone());
             }
         }
+        function.insert("strict".into(), Value::Bool(effective_strict(tool)));
         chat.push(json!({"type": "function", "function": function}));
     }
     Ok(chat)
+}
+
+/// A Responses function tool is strict unless it says `strict: false`; a
+/// chat one is strict only when it says so, so the value is always sent.
+pub(crate) fn effective_strict(tool: &Value) -> bool {
+    present(tool, "strict")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
 }
 
 fn chat_tool_choice(choice: &Value) -> Result<Value, TranslateError> {

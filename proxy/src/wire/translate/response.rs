@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::wire::translate::request::present;
+use crate::wire::translate::request::{effective_strict, present};
 
 /// How a response ended, derived from the chat `finish_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(crate) fn echo_fields(req: &Value) -> Map<String, Value> {
         "max_output_tokens".into(),
         echo("max_output_tokens", Value::Null),
     );
-    fields.insert("tools".into(), echo("tools", json!([])));
+    fields.insert("tools".into(), echoed_tools(req));
     fields.insert(
         "tool_choice".into(),
         echo("tool_choice", Value::from("auto")),
@@ -74,6 +74,22 @@ pub(crate) fn echo_fields(req: &Value) -> Map<String, Value> {
     fields.insert("reasoning".into(), Value::Null);
     fields.insert("truncation".into(), Value::from("disabled"));
     fields
+}
+
+/// The request's tools, function tools with the `strict` they were sent with.
+fn echoed_tools(req: &Value) -> Value {
+    let Some(Value::Array(tools)) = present(req, "tools") else {
+        return json!([]);
+    };
+    let tools = tools.iter().map(|tool| match tool {
+        Value::Object(fields) if tool.get("type").and_then(Value::as_str) == Some("function") => {
+            let mut fields = fields.clone();
+            fields.insert("strict".into(), Value::Bool(effective_strict(tool)));
+            Value::Object(fields)
+        }
+        other => other.clone(),
+    });
+    Value::Array(tools.collect())
 }
 
 pub(crate) fn response_object(

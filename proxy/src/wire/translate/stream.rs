@@ -70,9 +70,21 @@ struct StreamItem {
     id: String,
     status: &'static str,
     kind: ItemKind,
+    /// Its `response.output_item.added` went out. An item that turns up while
+    /// a function call is still receiving arguments is held back (unsent)
+    /// until that call is closed, so items still stream one at a time.
+    announced: bool,
 }
 
 impl StreamItem {
+    fn is_message(&self) -> bool {
+        matches!(self.kind, ItemKind::Message { .. })
+    }
+
+    fn is_function_call(&self) -> bool {
+        matches!(self.kind, ItemKind::FunctionCall { .. })
+    }
+
     fn to_json(&self) -> Value {
         match &self.kind {
             ItemKind::Message { parts } => message_item(
@@ -92,8 +104,12 @@ impl StreamItem {
 
 /// Turns a stream of chat completion chunks into Responses streaming events.
 ///
-/// Items are emitted one at a time, as the Responses API does: an item is
-/// closed (`*.done` events) when the next one starts or when the stream finishes.
+/// Items are emitted one at a time, as the Responses API does. A message is
+/// closed (`*.done` events) when the next item starts. A function call can
+/// receive argument fragments until the stream finishes (upstreams interleave
+/// the fragments of parallel calls), so it is closed only then, and whatever
+/// turns up after it (more calls, text) is held back and sent whole after it:
+/// the done events carry the complete arguments, as the final response does.
 #[derive(Debug)]
 pub struct ResponsesStreamTranslator {
     echo: Map<String, Value>,
@@ -210,6 +226,11 @@ impl ResponsesStreamTranslator {
         }
         let outcome = Outcome::from_finish_reason(self.finish_reason.as_deref());
         self.close_open(outcome.item_status(), &mut events);
+        for index in 0..self.items.len() {
+            if !self.items[index].announced {
+                self.send_whole(index, outcome.item_status(), &mut events);
+            }
+        }
 
         let response = response_object(
             &self.echo,
@@ -236,29 +257,45 @@ impl ResponsesStreamTranslator {
             Some(message) => Status::Failed { message },
             None => Status::InProgress,
         };
+        // Only what the client was told about.
+        let output = self
+            .items
+            .iter()
+            .filter(|item| item.announced)
+            .map(StreamItem::to_json)
+            .collect();
         response_object(
             &self.echo,
             &self.response_id,
             self.created_at,
             status,
-            self.items.iter().map(StreamItem::to_json).collect(),
+            output,
             responses_usage(Some(&self.usage)),
         )
     }
 
+    /// The function call still receiving arguments, if that is the open item.
+    fn call_is_open(&self) -> bool {
+        self.open
+            .and_then(|index| self.items.get(index))
+            .is_some_and(StreamItem::is_function_call)
+    }
+
     fn push_content(&mut self, kind: PartKind, delta: &str, events: &mut Vec<SseEvent>) {
-        let open_message = self.open.filter(|&i| {
-            matches!(
-                self.items.get(i),
-                Some(StreamItem {
-                    kind: ItemKind::Message { .. },
-                    ..
-                })
-            )
-        });
-        let index = match open_message {
-            Some(index) => index,
-            None => {
+        // The last item takes the text when it is a message: the open one, or
+        // one held back behind an open call.
+        let index = match self.items.last() {
+            Some(last) if last.is_message() => self.items.len() - 1,
+            _ if self.call_is_open() => {
+                self.items.push(StreamItem {
+                    id: new_id("msg"),
+                    status: "in_progress",
+                    kind: ItemKind::Message { parts: Vec::new() },
+                    announced: false,
+                });
+                self.items.len() - 1
+            }
+            _ => {
                 self.close_open("completed", events);
                 self.open_message(kind, events)
             }
@@ -266,9 +303,20 @@ impl ResponsesStreamTranslator {
         let Some(item) = self.items.get_mut(index) else {
             return;
         };
+        let announced = item.announced;
         let ItemKind::Message { parts } = &mut item.kind else {
             return;
         };
+        if !announced {
+            match parts.last_mut() {
+                Some(part) if part.kind == kind => part.text.push_str(delta),
+                _ => parts.push(Part {
+                    kind,
+                    text: delta.to_owned(),
+                }),
+            }
+            return;
+        }
         if parts.last().map(|p| p.kind) != Some(kind) {
             if let Some(previous) = parts.last() {
                 events.extend(part_done_events(
@@ -295,20 +343,14 @@ impl ResponsesStreamTranslator {
         if let Some(part) = parts.last_mut() {
             part.text.push_str(delta);
         }
-        let mut fields = json!({
-            "item_id": item.id,
-            "output_index": index,
-            "content_index": content_index,
-            "delta": delta,
-        });
-        let name = match kind {
-            PartKind::Text => {
-                fields["logprobs"] = json!([]);
-                "response.output_text.delta"
-            }
-            PartKind::Refusal => "response.refusal.delta",
-        };
-        events.push(self.seq.event(name, fields));
+        events.push(content_delta_event(
+            &mut self.seq,
+            &item.id,
+            index,
+            content_index,
+            kind,
+            delta,
+        ));
     }
 
     /// Adds a new message item with one empty part of `kind`; returns its index.
@@ -330,6 +372,7 @@ impl ResponsesStreamTranslator {
                     text: String::new(),
                 }],
             },
+            announced: true,
         });
         self.open = Some(index);
         index
@@ -358,7 +401,11 @@ impl ResponsesStreamTranslator {
         let index = match existing {
             Some(index) => index,
             None => {
-                self.close_open("completed", events);
+                // Behind a call that may still receive fragments, a new call waits.
+                let held = self.call_is_open();
+                if !held {
+                    self.close_open("completed", events);
+                }
                 let call_id = call
                     .get("id")
                     .and_then(Value::as_str)
@@ -372,14 +419,17 @@ impl ResponsesStreamTranslator {
                         name: name.to_owned(),
                         arguments: String::new(),
                     },
+                    announced: !held,
                 };
                 let index = self.items.len();
-                events.push(self.seq.event(
-                    "response.output_item.added",
-                    json!({"output_index": index, "item": item.to_json()}),
-                ));
+                if !held {
+                    events.push(self.seq.event(
+                        "response.output_item.added",
+                        json!({"output_index": index, "item": item.to_json()}),
+                    ));
+                    self.open = Some(index);
+                }
                 self.items.push(item);
-                self.open = Some(index);
                 index
             }
         };
@@ -403,14 +453,83 @@ impl ResponsesStreamTranslator {
             return;
         }
         item_arguments.push_str(arguments);
-        // Fragments for a call that was already closed (upstreams interleaving
-        // parallel calls) still reach the final response, but cannot be streamed.
+        // A call is closed only when the stream finishes, so a fragment is
+        // either streamed now or part of a held-back call sent whole later.
         if is_open {
             events.push(self.seq.event(
                 "response.function_call_arguments.delta",
                 json!({"item_id": item.id, "output_index": index, "delta": arguments}),
             ));
         }
+    }
+
+    /// Sends a held-back item in one go: added, its content or arguments as
+    /// one delta each, and its done events.
+    fn send_whole(&mut self, index: usize, status: &'static str, events: &mut Vec<SseEvent>) {
+        let Some(item) = self.items.get_mut(index) else {
+            return;
+        };
+        item.announced = true;
+        let seq = &mut self.seq;
+        match &item.kind {
+            ItemKind::Message { parts } => {
+                events.push(seq.event(
+                    "response.output_item.added",
+                    json!({"output_index": index,
+                           "item": message_item(&item.id, "in_progress", Vec::new())}),
+                ));
+                for (content_index, part) in parts.iter().enumerate() {
+                    events.push(part_added_event(
+                        seq,
+                        &item.id,
+                        index,
+                        content_index,
+                        part.kind,
+                    ));
+                    events.push(content_delta_event(
+                        seq,
+                        &item.id,
+                        index,
+                        content_index,
+                        part.kind,
+                        &part.text,
+                    ));
+                    events.extend(part_done_events(seq, &item.id, index, content_index, part));
+                }
+            }
+            ItemKind::FunctionCall {
+                call_id,
+                name,
+                arguments,
+                ..
+            } => {
+                events.push(seq.event(
+                    "response.output_item.added",
+                    json!({"output_index": index,
+                           "item": function_call_item(&item.id, call_id, name, "", "in_progress")}),
+                ));
+                if !arguments.is_empty() {
+                    events.push(seq.event(
+                        "response.function_call_arguments.delta",
+                        json!({"item_id": item.id, "output_index": index, "delta": arguments}),
+                    ));
+                }
+                events.push(seq.event(
+                    "response.function_call_arguments.done",
+                    json!({
+                        "item_id": item.id,
+                        "output_index": index,
+                        "name": name,
+                        "arguments": arguments,
+                    }),
+                ));
+            }
+        }
+        item.status = status;
+        events.push(seq.event(
+            "response.output_item.done",
+            json!({"output_index": index, "item": item.to_json()}),
+        ));
     }
 
     fn close_open(&mut self, status: &'static str, events: &mut Vec<SseEvent>) {
@@ -472,6 +591,30 @@ fn part_added_event(
             "part": empty.to_json(),
         }),
     )
+}
+
+fn content_delta_event(
+    seq: &mut Sequencer,
+    item_id: &str,
+    output_index: usize,
+    content_index: usize,
+    kind: PartKind,
+    delta: &str,
+) -> SseEvent {
+    let mut fields = json!({
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "delta": delta,
+    });
+    let name = match kind {
+        PartKind::Text => {
+            fields["logprobs"] = json!([]);
+            "response.output_text.delta"
+        }
+        PartKind::Refusal => "response.refusal.delta",
+    };
+    seq.event(name, fields)
 }
 
 fn part_done_events(

@@ -113,20 +113,24 @@ fn text_of(case: &Value, field: &str) -> Option<String> {
     case.get(field).and_then(Value::as_str).map(str::to_owned)
 }
 
-/// A request case: `request` (and `history`) in, then either `expect` on the
-/// chat request, or `error` (`param`, `message`, `message_contains`,
-/// `display_suffix`) on the refusal.
+/// A request case: `request` (and `history`, and `items`: the stored items
+/// by id that item references resolve to) in, then either `expect` on the
+/// chat request, or `error` (`param`, `message`, `missing_item`,
+/// `message_contains`, `display_suffix`) on the refusal.
 fn run_request_case(name: &str, case: Value) {
     let history = case
         .get("history")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let result = responses_to_chat_request(&case["request"], &history, "up-model");
+    let items = case.get("items").cloned().unwrap_or_else(|| json!({}));
+    let lookup = |id: &str| items.get(id).cloned();
+    let result = responses_to_chat_request(&case["request"], &history, &lookup, "up-model");
     match (result, case.get("error")) {
         (Ok(chat), None) => check(name, "chat", case.get("expect"), &chat),
         (Err(err), Some(expected)) => {
-            let refusal = json!({"message": err.message, "param": err.param});
+            let refusal = json!({"message": err.message, "param": err.param,
+                                 "missing_item": err.missing_item});
             let mut exact = expected.clone();
             let exact = exact.as_object_mut().expect("error is an object");
             let contains = exact.remove("message_contains");

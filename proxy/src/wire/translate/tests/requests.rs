@@ -158,10 +158,26 @@ request_cases! {
             "/tools": [
                 {"type": "function", "function": {"name": "get_weather", "description": "w",
                   "parameters": {"type": "object", "properties": {}}, "strict": true}},
-                {"type": "function", "function": {"name": "noop"}},
+                {"type": "function", "function": {"name": "noop", "strict": true}},
             ],
             "/tool_choice": {"type": "function", "function": {"name": "get_weather"}},
             "/parallel_tool_calls": false,
+        },
+    });
+
+    // A Responses function tool is strict unless it says otherwise; a chat one is not.
+    omitted_strict_becomes_true_and_explicit_false_stays: json!({
+        "request": with(json!({"tools": [
+            {"type": "function", "name": "a"},
+            {"type": "function", "name": "b", "strict": false},
+            {"type": "function", "name": "c", "strict": null},
+            {"type": "function", "name": "d", "strict": true},
+        ]})),
+        "expect": {
+            "/tools/0/function/strict": true,
+            "/tools/1/function/strict": false,
+            "/tools/2/function/strict": true,
+            "/tools/3/function/strict": true,
         },
     });
 
@@ -239,6 +255,106 @@ request_cases! {
             ]},
         ]},
     });
+
+    // The function calls of one assistant turn share its message, even when
+    // they come first in the input.
+    function_calls_right_after_the_user_share_one_assistant_message: json!({
+        "request": {"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "function_call", "call_id": "call_a", "name": "w", "arguments": "{}"},
+            {"type": "function_call", "call_id": "call_b", "name": "v", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_a", "output": "1"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "2"},
+        ]},
+        "expect": {"/messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+                {"id": "call_b", "type": "function", "function": {"name": "v", "arguments": "{}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_a", "content": "1"},
+            {"role": "tool", "tool_call_id": "call_b", "content": "2"},
+        ]},
+    });
+
+    // Text a streamed turn produced after its call is still that turn's:
+    // a tool message may only follow the assistant message with the calls.
+    assistant_text_after_its_calls_joins_their_message: json!({
+        "request": {"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "function_call", "call_id": "call_a", "name": "w", "arguments": "{}"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "later"}]},
+            {"type": "function_call_output", "call_id": "call_a", "output": "1"},
+        ]},
+        "expect": {"/messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "later", "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_a", "content": "1"},
+        ]},
+    });
+
+    // A refusal part is the assistant message's `refusal`, as chat answers carry it.
+    assistant_refusal_parts_become_its_refusal: json!({
+        "request": {"model": "m", "input": [
+            {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {"type": "message", "role": "assistant", "content": [
+                {"type": "output_text", "text": "Partly"},
+                {"type": "refusal", "refusal": "but no"},
+            ]},
+            {"role": "user", "content": "why?"},
+        ]},
+        "expect": {"/messages": [
+            {"role": "assistant", "content": null, "refusal": "No."},
+            {"role": "assistant", "content": "Partly", "refusal": "but no"},
+            {"role": "user", "content": "why?"},
+        ]},
+    });
+
+    item_references_resolve_to_stored_items: json!({
+        "request": {"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "item_reference", "id": "msg_1"},
+            {"type": "item_reference", "id": "fc_1"},
+            // `type` is optional on a reference.
+            {"id": "fc_2"},
+            {"type": "function_call_output", "call_id": "call_a", "output": "1"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "2"},
+        ]},
+        "items": {
+            "msg_1": {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                      "content": [{"type": "output_text", "text": "Looking.", "annotations": [],
+                                   "logprobs": []}]},
+            "fc_1": {"type": "function_call", "id": "fc_1", "call_id": "call_a", "name": "w",
+                     "arguments": "{}", "status": "completed"},
+            "fc_2": {"type": "function_call", "id": "fc_2", "call_id": "call_b", "name": "v",
+                     "arguments": "{\"x\":1}", "status": "completed"},
+        },
+        "expect": {"/messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "Looking.", "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+                {"id": "call_b", "type": "function", "function": {"name": "v", "arguments": "{\"x\":1}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_a", "content": "1"},
+            {"role": "tool", "tool_call_id": "call_b", "content": "2"},
+        ]},
+    });
+
+    unknown_item_reference_is_not_found: json!({
+        "request": {"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "item_reference", "id": "msg_gone"},
+        ]},
+        "error": {"message": "Item with id 'msg_gone' not found.", "param": "input",
+                  "missing_item": "msg_gone"},
+    });
+
+    item_reference_without_an_id_names_the_param: error_at(
+        json!({"model": "m", "input": [{"type": "item_reference"}]}),
+        "input[0].id",
+    );
 
     stream_flag_requests_usage: json!({
         "request": with(json!({"stream": true})),

@@ -141,13 +141,27 @@ response_cases! {
             "/temperature": 0.2,
             "/top_p": 0.8,
             "/max_output_tokens": 100,
-            "/tools": [{"type": "function", "name": "f", "parameters": {}}],
+            "/tools": [{"type": "function", "name": "f", "parameters": {}, "strict": true}],
             "/tool_choice": "required",
             "/parallel_tool_calls": false,
             "/text": {"format": {"type": "json_object"}},
             "/store": false,
             "/user": "alice",
         },
+    });
+
+    echoed_tools_show_the_effective_strict: json!({
+        "chat": chat_reply(json!("ok"), "stop"),
+        "request": {"model": "m", "tools": [
+            {"type": "function", "name": "a"},
+            {"type": "function", "name": "b", "strict": false},
+            {"type": "function", "name": "c", "strict": null, "description": "d"},
+        ]},
+        "expect": {"/tools": [
+            {"type": "function", "name": "a", "strict": true},
+            {"type": "function", "name": "b", "strict": false},
+            {"type": "function", "name": "c", "strict": true, "description": "d"},
+        ]},
     });
 
     length_is_incomplete: json!({
