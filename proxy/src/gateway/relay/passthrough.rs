@@ -25,6 +25,9 @@ pub struct Passthrough {
     pub strip_usage: bool,
     /// A chat chunk with a `finish_reason` went by.
     finish_seen: bool,
+    /// Responses events relayed so far: upstreams number them from 0, so
+    /// this is the `sequence_number` an error event of the proxy's takes.
+    events_relayed: u64,
 }
 
 impl Passthrough {
@@ -33,6 +36,7 @@ impl Passthrough {
             flavor,
             strip_usage,
             finish_seen: false,
+            events_relayed: 0,
         }
     }
 
@@ -88,6 +92,7 @@ impl Passthrough {
             turn.malformed("a stream event that is not JSON");
             return;
         };
+        self.events_relayed += 1;
         let event = parsed_type(named, data.as_ref());
         match event.as_deref() {
             Some("response.output_text.delta" | "response.refusal.delta") => turn.count_deltas(1),
@@ -140,13 +145,14 @@ impl StreamInspector for Passthrough {
     }
 
     fn error_event(&mut self, error: &ApiError) -> Bytes {
-        error_frame(self.flavor, error)
+        error_frame(self.flavor, error, self.events_relayed)
     }
 }
 
 /// The error event that ends a relayed stream: an OpenAI error body as a
-/// chat `data:` event, or a Responses `error` event.
-pub fn error_frame(flavor: StreamFlavor, error: &ApiError) -> Bytes {
+/// chat `data:` event, or a Responses `error` event numbered after the
+/// `sequence_number` events before it.
+pub fn error_frame(flavor: StreamFlavor, error: &ApiError, sequence_number: u64) -> Bytes {
     let frame = match flavor {
         StreamFlavor::Chat => format!("data: {}\n\n", error.body()),
         StreamFlavor::Responses => {
@@ -155,6 +161,7 @@ pub fn error_frame(flavor: StreamFlavor, error: &ApiError) -> Bytes {
                 "code": error.code(),
                 "message": error.to_string(),
                 "param": null,
+                "sequence_number": sequence_number,
             });
             format!("event: error\ndata: {body}\n\n")
         }
@@ -200,7 +207,7 @@ mod tests {
         let failure = ApiError::UpstreamStalled {
             upstream: "a".into(),
         };
-        let frame = error_frame(StreamFlavor::Chat, &failure);
+        let frame = error_frame(StreamFlavor::Chat, &failure, 0);
         let frame = std::str::from_utf8(&frame).unwrap();
         let data = frame
             .strip_prefix("data: ")
@@ -222,7 +229,7 @@ mod tests {
         let failure = ApiError::UpstreamStreamCut {
             upstream: "a".into(),
         };
-        let frame = error_frame(StreamFlavor::Responses, &failure);
+        let frame = error_frame(StreamFlavor::Responses, &failure, 7);
         let messages = SseParser::default().push(&frame);
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].event.as_deref(), Some("error"));
@@ -230,5 +237,6 @@ mod tests {
         assert_eq!(json["type"], "error");
         assert_eq!(json["code"], "upstream_disconnected");
         assert_eq!(json["message"], "Upstream \"a\" closed the stream early");
+        assert_eq!(json["sequence_number"], 7);
     }
 }
