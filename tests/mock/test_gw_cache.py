@@ -86,6 +86,9 @@ KEY_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
         "stream": (False, True),
     },
 }
+# Fields sent along with a key field, because the API refuses it alone: chat's `tool_choice`
+# needs `tools`.
+COMPANIONS: dict[tuple[str, str], dict[str, Any]] = {(CHAT, "tool_choice"): {"tools": [CHAT_TOOL]}}
 
 
 def cached_gateway(
@@ -165,7 +168,7 @@ def test_a_different_value_of_any_key_field_is_a_different_entry(
         elif field == "previous_response_id":
             params = {field: earlier[value]}
         else:
-            params = {field: value}
+            params = {field: value, **COMPANIONS.get((endpoint, field), {})}
         return ask(sdk, endpoint, model_name, text, stream=stream, **params)
 
     before = calls(mock_control, tag, upstream)

@@ -133,6 +133,7 @@ def client(proxy_url: str, tag: str) -> Iterator[openai.OpenAI]:
         default_headers={"x-mock-tag": tag},
         max_retries=0,
         timeout=30,
+        _strict_response_validation=True,
     ) as sdk:
         yield sdk
 

@@ -131,6 +131,7 @@ class Gateway:
             default_headers={"x-mock-tag": self.tag, **(headers or {})},
             max_retries=0,
             timeout=timeout,
+            _strict_response_validation=True,
         )
         self._clients.append(client)
         return client

@@ -42,6 +42,7 @@ def sdk(mock_url: str, upstream: str, tag: str | None = None, **options: Any) ->
         api_key="sk-test-key",
         max_retries=0,
         default_headers=headers,
+        _strict_response_validation=True,
         **options,
     )
 
