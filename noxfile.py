@@ -44,7 +44,7 @@ def mock(session: nox.Session) -> None:
     """Mock tier, the dev loop: every capability once, without the tests marked slow."""
     sync(session, "test")
     prepare_stack(session)
-    pytest(session, "mock", "tests/mock", "--quick")
+    pytest(session, "mock", "tests/mock", *nox_support.QUICK_MOCK)
 
 
 @nox.session(python=THIS_PYTHON, name="mock_full")

@@ -4,6 +4,7 @@ argparse-derived options (`invoke_support`). nox itself is not needed: a fake se
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from harness.dev import coverage, invoke_support, nox_support, reliability
 from harness.perf import bench_options
 from harness.runtime.config import ConfigError
 from harness.runtime.process import ProcessError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class CommandFailed(Exception):
@@ -267,3 +270,17 @@ def test_arguments_after_the_double_dash_narrow_the_run_and_keep_its_workers(
     defaults: list[str], posargs: list[str], expected: list[str]
 ) -> None:
     assert nox_support.pytest_arguments(defaults, posargs) == expected
+
+
+@pytest.mark.parametrize("module", nox_support.FUZZ_MODULES)
+def test_the_quick_loop_skips_only_modules_whose_tests_are_all_slow(module: str) -> None:
+    """`nox -s mock` leaves the fuzz modules out uncollected; that drops nothing `--quick`
+    would run only while every test there is marked slow, module-wide."""
+    tree = ast.parse((REPO / module).read_text())
+    [marks] = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)
+    ]
+    assert "pytest.mark.slow" in ast.unparse(marks)

@@ -82,6 +82,16 @@ def pytest(
     )
 
 
+# The dev loop's selection (the harness plugin's `--quick`), without the fuzz modules and the
+# fuzzers' pytest plugins: all their tests are slow, and importing them costs each pytest
+# process (every xdist worker) seconds.
+FUZZ_MODULES = ("tests/mock/test_fuzz.py", "tests/mock/test_schemathesis.py")
+QUICK_MOCK = (
+    "--quick",
+    *(f"--ignore={module}" for module in FUZZ_MODULES),
+    *("-p", "no:schemathesis", "-p", "no:hypothesispytest"),
+)
+
 # pytest options whose value is the next argument, so that value is never taken for a path.
 VALUED_OPTIONS = frozenset(
     {"-k", "-m", "-n", "-p", "-o", "-c", "-W", "--deselect", "--ignore", "--ignore-glob",
