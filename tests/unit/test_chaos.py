@@ -124,7 +124,8 @@ class Scene:
         return sorted(self.state.rglob("*.pid"))
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process this scene started, at any depth (zombies are over)."""
+        """Every live process this scene started, at any depth (zombies are over), except Redis,
+        which overwrites its environment (`left_running` finds it by its folder)."""
         found = []
         for proc in psutil.process_iter():
             try:
@@ -154,7 +155,8 @@ class Scene:
             if ours and OWNER_ENV in environ:
                 by_marker.append(f"{proc.pid} {environ[OWNER_ENV]}: {line}")
             runs_a_server = any(executable in line for executable in SERVER_EXECUTABLES)
-            if runs_a_server and (ours or scene_dir in line):
+            # Redis rewrites its command line and environment; it runs in its stack's folder.
+            if runs_a_server and (ours or scene_dir in line or scene_dir in _cwd(proc)):
                 by_executable.append(f"{proc.pid}: {line}")
         return {"by marker": by_marker, "by executable": by_executable}
 
@@ -392,6 +394,13 @@ def _descendants(parent: subprocess.Popen[bytes]) -> list[psutil.Process]:
         return psutil.Process(parent.pid).children(recursive=True)
     except psutil.Error:
         return []
+
+
+def _cwd(proc: psutil.Process) -> str:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return ""
 
 
 def _session(proc: psutil.Process) -> int | None:
