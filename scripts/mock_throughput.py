@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
-        mock = standalone_mock(workdir)
+        private, mock = standalone_mock()
         url = mock.url
         try:
             rate = asyncio.run(drive(url, args.requests, args.concurrency))
@@ -91,7 +91,7 @@ def main() -> None:
             else:
                 print("wrk:     not installed, skipped")
         finally:
-            mock.stop()
+            private.down()
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from harness.pytest.mock_wire import running_mock
 
 
 @pytest.fixture(scope="module")
-def mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_mock(tmp_path_factory.mktemp("mock")) as (url, _process):
+def mock_url() -> Iterator[str]:
+    with running_mock() as (url, _process):
         yield url
 
 

@@ -9,6 +9,8 @@ directory, so these tests never touch a real stack.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -24,9 +26,15 @@ import pytest
 from harness.pytest import strangers
 from harness.pytest.procs import TOY
 from harness.pytest.strangers import Strangers
-from harness.runtime import paths
+from harness.runtime import owners, paths
 from harness.runtime.poll import WaitTimeout, wait_until
 from harness.runtime.process import OWNER_ENV
+
+# Every process a scene starts inherits this tag: the count of what is left after a run does
+# not rely on the harness's own marker, and never mistakes another test's servers for ours.
+SCENE_ENV = "SWITCHYARD_CHAOS_SCENE"
+# What runs a server of this project: the mock, the proxy's binary, Redis, the toy server.
+SERVER_EXECUTABLES = ("harness.mock", "release/switchyard", "redis-server", TOY)
 
 pytestmark = [
     pytest.mark.chaos,
@@ -46,21 +54,35 @@ class Scene:
     state: Path
     config: Path
     service: str
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Every `invoke` this scene ran: ended by PID at the end of the test, whatever happened.
     invocations: Strangers = field(default_factory=Strangers)
 
     @property
     def env(self) -> dict[str, str]:
+        # A user's terminal, not this run: what the scene starts is owned by its own commands
+        # and registered in its own state directory.
+        ours = {owners.RUN_OWNER_ENV, owners.REGISTRY_ENV}
+        inherited = {k: v for k, v in os.environ.items() if k not in ours}
         return {
-            **os.environ,
+            **inherited,
             "SWITCHYARD_STATE_DIR": str(self.state),
             "SWITCHYARD_STACK_CONFIG": str(self.config),
             "SWITCHYARD_CHAOS_NESTED": "1",
             "NO_COLOR": "1",
+            SCENE_ENV: self.tag,
         }
 
-    def invoke(self, *args: str) -> subprocess.Popen[bytes]:
-        # The user's terminal: a raw process we signal, not one the harness manages.
+    def invoke(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        sigint: signal.Handlers = signal.SIG_DFL,
+    ) -> subprocess.Popen[bytes]:
+        """`invoke` as a user's terminal runs it: a raw process we signal, not one the harness
+        manages. SIGINT's disposition is set explicitly, not inherited from whatever runs this
+        suite (a background job of a non-interactive shell has it ignored): the default, as in
+        a terminal, or ignored, as in such a job."""
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.state / "invoke.out", "ab") as output:
             return self.invocations.start(
@@ -69,9 +91,10 @@ class Scene:
                 "invoke",
                 *args,
                 cwd=paths.root(),
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                preexec_fn=functools.partial(signal.signal, signal.SIGINT, sigint),
             )
 
     def output(self) -> str:
@@ -99,6 +122,43 @@ class Scene:
 
     def pid_files(self) -> list[Path]:
         return sorted(self.state.rglob("*.pid"))
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process this scene started, at any depth (zombies are over), except Redis,
+        which overwrites its environment (`left_running` finds it by its folder)."""
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get(SCENE_ENV) == self.tag and (
+                    proc.status() != psutil.STATUS_ZOMBIE
+                ):
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    def left_running(self) -> dict[str, list[str]]:
+        """What is left of this scene: processes carrying the harness's marker, and processes
+        running one of the project's servers (whatever their environment says, if their command
+        line names the scene's directory)."""
+        scene_dir = str(self.state.parent)
+        by_marker, by_executable = [], []
+        for proc in psutil.process_iter():
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                environ = proc.environ()
+                line = " ".join(proc.cmdline())
+            except psutil.Error:
+                continue
+            ours = environ.get(SCENE_ENV) == self.tag
+            if ours and OWNER_ENV in environ:
+                by_marker.append(f"{proc.pid} {environ[OWNER_ENV]}: {line}")
+            runs_a_server = any(executable in line for executable in SERVER_EXECUTABLES)
+            # Redis rewrites its command line and environment; it runs in its stack's folder.
+            if runs_a_server and (ours or scene_dir in line or scene_dir in _cwd(proc)):
+                by_executable.append(f"{proc.pid}: {line}")
+        return {"by marker": by_marker, "by executable": by_executable}
 
 
 def scene_with(tmp_path: Path, *flags: str, build: str = "", stop_grace: float = 5.0) -> Scene:
@@ -176,7 +236,8 @@ def leftovers() -> Iterator[list[Scene]]:
     for scene in scenes:
         scene.run("down")
         scene.invocations.close()
-        for proc in scene.servers():
+        # Only processes that carry this scene's tag: nothing else is touched.
+        for proc in scene.processes():
             strangers.kill(proc.pid)
 
 
@@ -264,3 +325,93 @@ def test_second_up_reports_the_running_stack(tmp_path: Path, leftovers) -> None:
     assert [p.pid for p in scene.servers()] == [server.pid], "no second stack was started"
     assert scene.run("down") == 0
     assert scene.servers() == [] and scene.pid_files() == []
+
+
+# What each phase runs of the tiers (PYTEST_ADDOPTS narrows both, so the moment comes soon), and
+# what the test's own server runs: in the unit tier, the mock-wire tests, whose module holds a
+# mock of its own (tests/unit/conftest.py); in the mock tier (no unit test selected), gateway
+# tests, which start private proxies.
+PHASES = {
+    "unit": ("test_mock_faults or test_mock_fidelity", "harness.mock"),
+    "mock": ("test_gw_", "release/switchyard"),
+}
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_killed_while_a_test_holds_a_server_of_its_own(
+    tmp_path: Path, phase: str, leftovers
+) -> None:
+    """SIGKILL to `setup-and-test` and its tests while a test's own server is up (not one of
+    the run's stack), then `invoke down`: no process of the run may be left, whether counted by
+    the harness's marker or by what they run."""
+    selection, executable = PHASES[phase]
+    scene = Scene(tmp_path / "state", paths.stack_config(), "mock")
+    leftovers.append(scene)
+    addopts = f"-k '{selection}' -p no:cacheprovider"
+    orchestrator = scene.invoke("setup-and-test", "--workers", "1", env={"PYTEST_ADDOPTS": addopts})
+
+    def tests_own_servers() -> list[psutil.Process]:
+        found = []
+        for proc in scene.processes():
+            with contextlib.suppress(psutil.Error):
+                marker = proc.environ().get(OWNER_ENV, "")
+                if (
+                    marker
+                    and not marker.startswith("setup-and-test-")
+                    and (executable in " ".join(proc.cmdline()))
+                ):
+                    found.append(proc)
+        return found
+
+    eventually(
+        tests_own_servers,
+        f"a {phase}-tier test's own server",
+        within=180,
+        orchestrator=orchestrator,
+        scene=scene,
+    )
+    # The run that dies with invoke: pytest and its workers, in pytest's session (each server
+    # has a session of its own). They are SIGKILLed too, as a cancelled CI job or the OOM
+    # killer would: then no fixture's teardown runs, for sure (when only invoke is killed,
+    # pytest usually manages to stop its workers, and they their servers).
+    [controller] = [p for p in _descendants(orchestrator) if _cmdline(p)[1:3] == ["-m", "pytest"]]
+    run = [p for p in _descendants(orchestrator) if _session(p) == controller.pid]
+    interrupt(orchestrator, signal.SIGKILL)
+    for proc in run:
+        strangers.kill(proc.pid)
+    eventually(lambda: not [p for p in run if _alive(p)], "the killed run to end", within=30)
+    assert scene.run("down") == 0, scene.output()
+    with contextlib.suppress(AssertionError):
+        # What is stopped is gone once it is reaped: wait a little, then count.
+        eventually(lambda: not scene.processes(), "every process of the run to be gone", 10)
+    assert scene.left_running() == {"by marker": [], "by executable": []}
+    assert [_cmdline(proc) for proc in scene.processes()] == []
+    assert scene.pid_files() == []
+
+
+def _descendants(parent: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    try:
+        return psutil.Process(parent.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _cwd(proc: psutil.Process) -> str:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return ""
+
+
+def _session(proc: psutil.Process) -> int | None:
+    try:
+        return os.getsid(proc.pid)
+    except OSError:
+        return None
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

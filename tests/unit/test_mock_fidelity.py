@@ -653,8 +653,8 @@ def test_reset_by_tag_clears_only_that_tags_log_counts_and_rules(http, upstream,
     http.post("/_mock/reset", json={"tag": other})
 
 
-def test_reset_without_selector_clears_everything(tmp_path):
-    with running_mock(tmp_path) as (url, _process), httpx.Client(base_url=url) as http:
+def test_reset_without_selector_clears_everything():
+    with running_mock() as (url, _process), httpx.Client(base_url=url) as http:
         http.post("/a/v1/chat/completions", json=chat_body())
         add_rule(http, fault={"type": "hang"})
         assert http.post("/_mock/reset").status_code == 200
@@ -666,9 +666,10 @@ def test_reset_without_selector_clears_everything(tmp_path):
 # --------------------------------------------------------------------------- process
 
 
-def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(tmp_path):
-    with running_mock(tmp_path) as (url, process):
-        assert (tmp_path / "mock.port").read_text() == url.rsplit(":", 1)[1] + "\n"
+def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request():
+    with running_mock() as (url, process):
+        assert process.spec.port_file is not None
+        assert process.spec.port_file.read_text() == url.rsplit(":", 1)[1] + "\n"
         outcome: list[BaseException] = []
 
         def hang() -> None:
@@ -689,7 +690,7 @@ def test_port_file_holds_the_port_and_sigterm_exits_0_despite_a_hanging_request(
         assert process.wait_exit(timeout=10) == 0
         client.join(timeout=10)
         assert outcome, "the hanging request should end without an answer"
-    assert f"mock listening on {url}" in (tmp_path / "mock.log").read_text()
+    assert f"mock listening on {url}" in process.spec.log_file.read_text()
 
 
 # --------------------------------------------------------------------------- the SDK's own types

@@ -20,6 +20,8 @@ import pytest
 
 from harness.pytest import stacks as testing
 from harness.pytest.gateway import CLIENT_KEY, Gateways
+from harness.runtime import owners
+from harness.runtime.process import sweep_abandoned
 
 TIER_MARKERS = ("unit", "mock", "integration")
 
@@ -29,8 +31,12 @@ TIER_MARKERS = ("unit", "mock", "integration")
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
-        # The controller: workers inherit this, so they know whose run the stack belongs to.
+        # The controller: workers inherit this, so they know whose run the stack belongs to,
+        # and register every server where the next command looks, even from a test that
+        # moves SWITCHYARD_STATE_DIR. Servers of an earlier run that died are stopped first.
         os.environ.setdefault(testing.RUN_OWNER_ENV, str(os.getpid()))
+        os.environ.setdefault(owners.REGISTRY_ENV, str(owners.registry_dir()))
+        sweep_abandoned()
 
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")

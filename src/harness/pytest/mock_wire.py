@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,13 +25,14 @@ from harness.sse import sse_events
 
 
 @contextlib.contextmanager
-def running_mock(workdir: Path) -> Iterator[tuple[str, Service]]:
-    """A mock started through its CLI by the process manager; always stopped on exit."""
-    service = standalone_mock(workdir)
+def running_mock(label: str = "mock") -> Iterator[tuple[str, Service]]:
+    """A mock started through its CLI, in a stack of its own owned by the run; always stopped
+    on exit (and by the next harness command, should the run die first)."""
+    private, service = standalone_mock(label)
     try:
         yield service.url, service
     finally:
-        service.stop()
+        private.down()
 
 
 def sdk(mock_url: str, upstream: str, tag: str | None = None, **options: Any) -> openai.OpenAI:

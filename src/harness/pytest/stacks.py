@@ -12,7 +12,6 @@ Workers share it: tests isolate themselves with their own `x-mock-tag`.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,12 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 
-from harness.runtime import paths, stack
-from harness.runtime.process import HealthCheck, Service, ServiceSpec, start_service, tail
+from harness.runtime import owners, paths, stack
+from harness.runtime.process import Service, tail
 
-# Set by the controller before xdist starts its workers, so they all know whose run it is.
-RUN_OWNER_ENV = "SWITCHYARD_PYTEST_OWNER"
+# Set by the controller before xdist starts its workers, so they all know whose run it is; it
+# also makes the run the keeper of every server started under it (`owners.keeper_for`).
+RUN_OWNER_ENV = owners.RUN_OWNER_ENV
 
 
 @dataclass
@@ -149,29 +149,17 @@ def start_private_proxy(handle: StackHandle, label: str) -> tuple[stack.Stack, S
     return private, private.services()[private.config.proxy]
 
 
-def standalone_mock(workdir: Path, name: str = "mock") -> Service:
-    """A mock upstream of its own, outside any stack, under the process manager."""
-    spec = ServiceSpec(
-        name=name,
-        command=[
-            sys.executable,
-            "-m",
-            "harness.mock",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--port-file",
-            str(workdir / f"{name}.port"),
-        ],
-        pid_file=workdir / f"{name}.pid",
-        log_file=workdir / f"{name}.log",
-        health=HealthCheck("http", "/health"),
-        port_file=workdir / f"{name}.port",
-        owner=f"standalone-{os.getpid()}",
-        stop_grace=10.0,
+def standalone_mock(label: str = "mock") -> tuple[stack.Stack, Service]:
+    """A mock upstream of its own (the stack config's mock service alone), in a stack owned by
+    this run like any private stack: `invoke status` lists it, and `invoke down` stops it if
+    the run dies. The caller stops it with `.down()`."""
+    private = stack.load(
+        f"{run_stack_id()}-{label}-{uuid.uuid4().hex[:6]}", owner_pid=run_owner_pid()
     )
-    return start_service(spec)
+    mock = private.config.mock
+    if mock is None:
+        raise RuntimeError(f"{private.config.path} names no mock service")
+    return private, private.up(only=[mock])[mock]
 
 
 class MockControl:

@@ -5,6 +5,10 @@ stdout and stderr in a log file, and a PID file that records enough to recognise
 PID, process start time, command, port and log path. A PID file whose process is gone, or whose
 PID now belongs to a process with another start time, is stale: it is removed, and nothing is
 signalled. Stopping sends SIGTERM to the whole group, waits a grace period, then sends SIGKILL.
+
+Every start is also recorded in the registry (`harness.runtime.owners`) with the process whose
+death must end the server; `sweep_abandoned` stops the servers whose keeper died, wherever
+their PID files are.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from harness.runtime import owners
 from harness.runtime.poll import backoff_delays
 
 # Children inherit this variable; its value names the stack and service, so descendants that
@@ -103,6 +108,8 @@ class PidRecord:
     owner: str
     # A token unique to this start, in the service's environment (see OWNER_ENV).
     marker: str = ""
+    # Its entry in the registry of started servers (`harness.runtime.owners`).
+    registry: str = ""
 
     @property
     def pgid(self) -> int:
@@ -134,6 +141,8 @@ def read_pid_file(path: Path) -> PidRecord:
 
 def owned_process(record: PidRecord) -> psutil.Process | None:
     """The process with the record's PID and start time (a zombie included), or None."""
+    if record.pid <= 0:
+        return None
     try:
         proc = psutil.Process(record.pid)
         # Start times are floats read with jitter; a reused PID differs by far more.
@@ -184,6 +193,9 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     owner: str = ""
+    # The process whose death orphans the service (None: the test run it is started under, or,
+    # outside one, nobody: it outlives the command that started it). See `owners.keeper_for`.
+    owner_pid: int | None = None
     startup_timeout: float = 30.0
     stop_grace: float = 5.0
 
@@ -240,8 +252,29 @@ def start_service(spec: ServiceSpec) -> Service:
     if spec.port_file is not None:
         spec.port_file.unlink(missing_ok=True)
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-    marker = f"{spec.owner}/{spec.name}/{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    marker = f"{spec.owner}/{spec.name}/{token}"
     env = {**os.environ, **spec.env, OWNER_ENV: marker}
+    record = PidRecord(
+        name=spec.name,
+        pid=0,
+        create_time=0.0,
+        command=list(spec.command),
+        port=spec.port,
+        log=str(spec.log_file),
+        started_at=time.time(),
+        owner=spec.owner,
+        marker=marker,
+        registry=str(owners.registry_dir() / f"{token}.json"),
+    )
+    entry = {
+        "pid_file": str(spec.pid_file),
+        "starter": owners.identity(os.getpid()),
+        "keeper": owners.keeper_for(spec.owner_pid),
+    }
+    # Registered before it exists: a starter killed right after the fork leaves an entry the
+    # sweep finds the server by (its marker).
+    owners.write(Path(record.registry), {**entry, "record": asdict(record)})
     with open(spec.log_file, "wb") as log:
         try:
             popen = subprocess.Popen(
@@ -254,24 +287,13 @@ def start_service(spec: ServiceSpec) -> Service:
                 start_new_session=True,
             )
         except OSError as exc:
+            owners.forget(record.registry)
             raise ServiceStartError(
                 spec.name, f"cannot run {spec.command[0]}: {exc}", None, None
             ) from exc
-    try:
-        create_time = psutil.Process(popen.pid).create_time()
-    except psutil.NoSuchProcess:
-        create_time = 0.0
-    record = PidRecord(
-        name=spec.name,
-        pid=popen.pid,
-        create_time=create_time,
-        command=list(spec.command),
-        port=spec.port,
-        log=str(spec.log_file),
-        started_at=time.time(),
-        owner=spec.owner,
-        marker=marker,
-    )
+    record.pid = popen.pid
+    record.create_time = owners.identity(popen.pid)["create_time"]
+    owners.write(Path(record.registry), {**entry, "record": asdict(record)})
     write_pid_file(spec.pid_file, record)
     service = Service(spec, record, popen)
     try:
@@ -347,12 +369,14 @@ def clean_stale_pid_file(pid_file: Path) -> bool:
     if group_is_ours(record):
         _kill_group(record.pgid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
+    owners.forget(record.registry)
     return True
 
 
 def stop_record(record: PidRecord, pid_file: Path | None, grace: float) -> None:
-    """SIGTERM the service's group, wait up to `grace`, SIGKILL what is left, drop the PID file."""
-    if group_is_ours(record):
+    """SIGTERM the service's group, wait up to `grace`, SIGKILL what is left, drop the PID file
+    and the registry entry. A record without a PID (registered, never started) has no group."""
+    if record.pid > 0 and group_is_ours(record):
         members = _group_members(record.pgid)
         _kill_group(record.pgid, signal.SIGTERM)
         alive = _wait_gone(members, grace)
@@ -364,6 +388,49 @@ def stop_record(record: PidRecord, pid_file: Path | None, grace: float) -> None:
             proc.kill()
     if pid_file is not None:
         pid_file.unlink(missing_ok=True)
+    owners.forget(record.registry)
+
+
+def sweep_abandoned(grace: float = 2.0) -> list[str]:
+    """Stop every registered server whose keeper died, wherever its PID file is; drop the
+    entries of servers that are gone. Returns a line per server stopped.
+
+    A persistent server (no keeper) is abandoned once its starter is gone and its PID file no
+    longer names it (its state directory was removed). Only the recorded process (same PID and
+    start time) with its group, and processes carrying the entry's exact marker, are signalled:
+    a process that is neither is never touched.
+    """
+    stopped = []
+    for path, entry in owners.entries():
+        try:
+            record = PidRecord(**entry["record"])
+        except TypeError:
+            owners.forget(path)
+            continue
+        pid_file = Path(str(entry.get("pid_file", "")))
+        keeper = entry.get("keeper")
+        if keeper is not None and owners.is_alive(keeper):
+            continue
+        named = _names(pid_file, record)
+        if keeper is None and (owners.is_alive(entry.get("starter")) or named):
+            continue
+        if owned_process(record) is None and not find_owned_processes(record.marker):
+            owners.forget(path)
+            if named:
+                clean_stale_pid_file(pid_file)
+            continue
+        stop_record(record, pid_file if named else None, grace)
+        owners.forget(path)
+        stopped.append(f"{record.name} (PID {record.pid}, PID file {pid_file})")
+    return stopped
+
+
+def _names(pid_file: Path, record: PidRecord) -> bool:
+    """Whether the PID file exists and describes this very start (same marker)."""
+    try:
+        return pid_file.is_file() and read_pid_file(pid_file).marker == record.marker
+    except PidFileError:
+        return False
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
@@ -413,7 +480,9 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
 
 def find_owned_processes(marker: str) -> list[psutil.Process]:
     """Processes carrying a service's marker exactly: descendants that escaped its group."""
-    found = []
+    found: list[psutil.Process] = []
+    if not marker:
+        return found
     for proc in psutil.process_iter():
         try:
             if proc.environ().get(OWNER_ENV) == marker:

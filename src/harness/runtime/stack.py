@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from harness.runtime import paths, toolchain
+from harness.runtime import owners, paths, toolchain
 from harness.runtime.config import (
     ConfigError,
     ServiceConfig,
@@ -43,6 +43,7 @@ from harness.runtime.process import (
     read_pid_file,
     start_service,
     stop_record,
+    sweep_abandoned,
 )
 
 DEFAULT_STACK = "default"
@@ -229,8 +230,8 @@ class Stack:
             "id": self.id,
             "state": state,
             "config": str(self.config.path),
-            "creator": _identity(os.getpid()),
-            "owner": _identity(self.owner_pid) if self.owner_pid else None,
+            "creator": owners.identity(os.getpid()),
+            "owner": owners.identity(self.owner_pid) if self.owner_pid else None,
             "updated_at": time.time(),
         }
         tmp = self.dir / ".stack.json.tmp"
@@ -289,6 +290,7 @@ class Stack:
             },
             cwd=self.config.root,
             owner=self.id,
+            owner_pid=self.owner_pid,
             startup_timeout=service.startup_timeout,
             stop_grace=service.stop_grace,
         )
@@ -346,7 +348,9 @@ def list_stacks() -> list[str]:
 
 
 def sweep_orphans(config_path: Path | None = None) -> list[str]:
-    """Stop the stacks whose owner died (SIGKILL, crash) and clean stale PID files everywhere.
+    """Stop the stacks whose owner died (SIGKILL, crash) and clean stale PID files everywhere;
+    then stop every registered server whose keeper died, wherever its PID file is (a test's
+    own server, a stack in another state directory).
 
     Returns a line per thing cleaned. A stack is an orphan when its owner is dead, when it was
     still starting and its creator is dead, or when its metadata is unreadable. A persistent
@@ -369,6 +373,7 @@ def sweep_orphans(config_path: Path | None = None) -> list[str]:
                 what = ", ".join(stopped) if stopped else "no live process"
                 cleaned.append(f"orphaned stack {stack_id!r} ({what})")
         _remove_idle_run_locks()
+        cleaned += [f"abandoned server {line}" for line in sweep_abandoned()]
     return cleaned
 
 
@@ -396,14 +401,10 @@ def _orphan_verdict(meta: dict[str, Any] | None) -> str:
     if meta is None:
         return "orphan"
     if meta.get("owner") is not None:
-        return "alive" if _is_alive(meta["owner"]) else "orphan"
+        return "alive" if owners.is_alive(meta["owner"]) else "orphan"
     if meta.get("state") == "starting":
-        return "alive" if _is_alive(meta.get("creator")) else "orphan"
+        return "alive" if owners.is_alive(meta.get("creator")) else "orphan"
     return "persistent"
-
-
-def _identity(pid: int) -> dict[str, float]:
-    return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
@@ -412,16 +413,6 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
         return meta if isinstance(meta, dict) else None
     except (OSError, ValueError):
         return None
-
-
-def _is_alive(identity: Any) -> bool:
-    if not isinstance(identity, dict):
-        return False
-    try:
-        proc = psutil.Process(int(identity["pid"]))
-        return abs(proc.create_time() - float(identity["create_time"])) < 0.05
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        return False
 
 
 def prune_logs(keep: int) -> None:
