@@ -337,6 +337,7 @@ PHASES = {
 }
 
 
+@pytest.mark.built_proxy
 @pytest.mark.parametrize("phase", PHASES)
 def test_killed_while_a_test_holds_a_server_of_its_own(
     tmp_path: Path, phase: str, leftovers
