@@ -256,6 +256,10 @@ PYTEST_ARGUMENTS = [
     ),
     pytest.param(["tests/unit"], ["-n0"], ["tests/unit", "-n0"], id="glued-worker-count"),
     pytest.param(
+        ["tests/mock", "-n", "0"], ["-n", "2"], ["tests/mock", "-n", "0", "-n", "2"],
+        id="the-sessions-workers-and-theirs-last",
+    ),
+    pytest.param(
         ["tests/unit"], ["-p", "no:xdist"], ["tests/unit", "-p", "no:xdist"], id="xdist-off"
     ),
     pytest.param(

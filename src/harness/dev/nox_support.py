@@ -86,8 +86,10 @@ def pytest(
 # fuzzers' pytest plugins: all their tests are slow, and importing them costs each pytest
 # process (every xdist worker) seconds.
 FUZZ_MODULES = ("tests/mock/test_fuzz.py", "tests/mock/test_schemathesis.py")
+# Serial: about 30 tests finish sooner than extra workers start (each imports openai, ~2 s).
 QUICK_MOCK = (
     "--quick",
+    *("-n", "0"),
     *(f"--ignore={module}" for module in FUZZ_MODULES),
     *("-p", "no:schemathesis", "-p", "no:hypothesispytest"),
 )
@@ -102,8 +104,9 @@ PARALLELISM = ("-n", "auto")
 
 def pytest_arguments(defaults: Iterable[str], posargs: Iterable[str]) -> list[str]:
     """A session's own arguments with the ones after `--`: a path there (a test file, a folder,
-    or `file::test`) replaces the session's paths, and `-n auto` stays unless they set `-n` or
-    turn xdist off, so narrowing a run never loses its parallelism."""
+    or `file::test`) replaces the session's paths, and `-n auto` stays unless the session or
+    they set `-n` or turn xdist off, so narrowing a run never loses its parallelism (the last
+    `-n` wins, so theirs overrides the session's)."""
     defaults, posargs = list(defaults), list(posargs)
     if any(_names_a_path(posargs, index) for index in range(len(posargs))):
         defaults = [arg for index, arg in enumerate(defaults) if not _names_a_path(defaults, index)]
@@ -111,7 +114,7 @@ def pytest_arguments(defaults: Iterable[str], posargs: Iterable[str]) -> list[st
         arg in ("-n", "--numprocesses", "no:xdist")
         or arg.startswith("--numprocesses=")
         or (arg.startswith("-n") and arg[2:].isalnum())
-        for arg in posargs
+        for arg in [*defaults, *posargs]
     )
     return [*defaults, *posargs, *(() if chooses_workers else PARALLELISM)]
 

@@ -66,15 +66,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item in kept]
 
 
+# Tests the dev loop keeps of each module: a module holds one capability (chat, the cache,
+# fallbacks, tool loops...), and the loop touches each, while the full tier runs them all.
+QUICK_TESTS_PER_MODULE = 2
+
+
 def quick_selection(items: list[pytest.Item]) -> set[pytest.Item]:
-    """The tests not marked slow, with one case per parametrized test. The case is picked by
-    a hash of the test's name, so across tests every endpoint and mode is still run, and every
-    xdist worker picks the same one."""
+    """Of the tests not marked slow, one case per parametrized test, and of those at most
+    `QUICK_TESTS_PER_MODULE` per module. Cases and tests are picked by a hash of their names,
+    so across tests every endpoint and mode still runs, and every xdist worker picks the same."""
     cases: dict[str, list[pytest.Item]] = {}
     for item in items:
         if item.get_closest_marker("slow") is None:
             cases.setdefault(item.nodeid.split("[")[0], []).append(item)
-    return {group[zlib.crc32(name.encode()) % len(group)] for name, group in cases.items()}
+    modules: dict[str, list[pytest.Item]] = {}
+    for name, group in sorted(cases.items(), key=lambda case: zlib.crc32(case[0].encode())):
+        modules.setdefault(name.split("::")[0], []).append(
+            group[zlib.crc32(name.encode()) % len(group)]
+        )
+    return {item for kept in modules.values() for item in kept[:QUICK_TESTS_PER_MODULE]}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
