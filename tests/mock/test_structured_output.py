@@ -7,13 +7,14 @@ import json
 from typing import Any, Literal
 
 import openai
-import pytest
 from pydantic import BaseModel, ConfigDict
 
-NATIVE, TRANSLATED = "mock-responses", "mock-chat"
-RESPONSES_MODELS = pytest.mark.parametrize("model", [NATIVE, TRANSLATED])
-CHAT_MODELS = pytest.mark.parametrize("model", [TRANSLATED, NATIVE])
-STREAMED = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+from harness.pytest.calls import (
+    EACH_CHAT_UPSTREAM,
+    EACH_MODE,
+    EACH_RESPONSES_UPSTREAM,
+    TRANSLATED,
+)
 
 
 class Step(BaseModel):
@@ -41,26 +42,32 @@ EXPECTED = MathAnswer(
 QUESTION = [{"role": "user", "content": "solve 8x + 7 = -23"}]
 
 
-@CHAT_MODELS
-@STREAMED
-def test_chat_json_schema_parses(client: openai.OpenAI, model: str, stream: bool) -> None:
-    if stream:
-        with client.chat.completions.stream(
-            model=model, messages=QUESTION, response_format=MathAnswer
-        ) as events:
-            completion: Any = events.get_final_completion()
-    else:
-        completion = client.chat.completions.parse(
-            model=model, messages=QUESTION, response_format=MathAnswer
+def parsed_chat(
+    client: openai.OpenAI, model: str, messages: list[dict[str, Any]], stream: bool
+) -> Any:
+    """A MathAnswer completion, through the SDK's `parse`, or its `stream` helper."""
+    if not stream:
+        return client.chat.completions.parse(
+            model=model, messages=messages, response_format=MathAnswer
         )
+    with client.chat.completions.stream(
+        model=model, messages=messages, response_format=MathAnswer
+    ) as events:
+        return events.get_final_completion()
+
+
+@EACH_CHAT_UPSTREAM
+@EACH_MODE
+def test_chat_json_schema_parses(client: openai.OpenAI, model: str, stream: bool) -> None:
+    completion = parsed_chat(client, model, QUESTION, stream)
     message = completion.choices[0].message
     assert message.refusal is None
     assert message.parsed == EXPECTED
     assert completion.choices[0].finish_reason == "stop"
 
 
-@RESPONSES_MODELS
-@STREAMED
+@EACH_RESPONSES_UPSTREAM
+@EACH_MODE
 def test_responses_text_format_parses(client: openai.OpenAI, model: str, stream: bool) -> None:
     if stream:
         with client.responses.stream(model=model, input=QUESTION, text_format=MathAnswer) as events:
@@ -98,7 +105,7 @@ def test_chat_json_object_mode(client: openai.OpenAI) -> None:
     }
 
 
-@RESPONSES_MODELS
+@EACH_RESPONSES_UPSTREAM
 def test_responses_json_object_mode(client: openai.OpenAI, model: str) -> None:
     response = client.responses.create(
         model=model, input="answer in JSON", text={"format": {"type": "json_object"}}
@@ -111,27 +118,18 @@ def test_responses_json_object_mode(client: openai.OpenAI, model: str) -> None:
 REFUSED = "please refuse this one"
 
 
-@CHAT_MODELS
-@STREAMED
+@EACH_CHAT_UPSTREAM
+@EACH_MODE
 def test_chat_refusal(client: openai.OpenAI, model: str, stream: bool) -> None:
-    messages = [{"role": "user", "content": REFUSED}]
-    if stream:
-        with client.chat.completions.stream(
-            model=model, messages=messages, response_format=MathAnswer
-        ) as events:
-            completion: Any = events.get_final_completion()
-    else:
-        completion = client.chat.completions.parse(
-            model=model, messages=messages, response_format=MathAnswer
-        )
+    completion = parsed_chat(client, model, [{"role": "user", "content": REFUSED}], stream)
     message = completion.choices[0].message
     assert message.refusal == f"I refuse: {REFUSED}"
     assert message.content is None
     assert message.parsed is None
 
 
-@RESPONSES_MODELS
-@STREAMED
+@EACH_RESPONSES_UPSTREAM
+@EACH_MODE
 def test_responses_refusal(client: openai.OpenAI, model: str, stream: bool) -> None:
     events: list[Any] = []
     if stream:

@@ -18,11 +18,13 @@ from openai.types.chat import ChatCompletionMessage
 from openai.types.responses import Response, ResponseFunctionToolCall
 from pydantic import BaseModel, ConfigDict
 
-NATIVE, TRANSLATED = "mock-responses", "mock-chat"
-RESPONSES_MODELS = pytest.mark.parametrize("model", [NATIVE, TRANSLATED])
-# Chat Completions pass through to either upstream.
-CHAT_MODELS = pytest.mark.parametrize("model", [TRANSLATED, NATIVE])
-STREAMED = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+from harness.pytest.calls import (
+    EACH_CHAT_UPSTREAM,
+    EACH_MODE,
+    EACH_RESPONSES_UPSTREAM,
+    NATIVE,
+    TRANSLATED,
+)
 
 
 class GetWeather(BaseModel):
@@ -91,8 +93,8 @@ def assistant_turn(message: ChatCompletionMessage) -> dict[str, Any]:
     return turn
 
 
-@CHAT_MODELS
-@STREAMED
+@EACH_CHAT_UPSTREAM
+@EACH_MODE
 def test_chat_tool_loop(client: openai.OpenAI, seen, model: str, stream: bool) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "call get_weather for Paris"}]
     tools = [chat_tool("get_weather"), chat_tool("get_time")]
@@ -115,8 +117,8 @@ def test_chat_tool_loop(client: openai.OpenAI, seen, model: str, stream: bool) -
     assert seen()[-1]["body"]["messages"] == messages
 
 
-@CHAT_MODELS
-@STREAMED
+@EACH_CHAT_UPSTREAM
+@EACH_MODE
 def test_chat_parallel_calls_and_text_before_them(
     client: openai.OpenAI, model: str, stream: bool
 ) -> None:
@@ -247,7 +249,10 @@ def check_call_events(events: list[Any], response: Response) -> None:
         assert "".join(deltas) == call.arguments
 
 
-def call_weather(client: openai.OpenAI, model: str, stream: bool, text: str) -> Response:
+def call_weather(
+    client: openai.OpenAI, model: str, stream: bool, text: str, *, after_text: bool = False
+) -> Response:
+    """The first turn of a loop: one call of get_weather (after the text `explain` asks for)."""
     first, events = responses_turn(
         client,
         model,
@@ -256,6 +261,8 @@ def call_weather(client: openai.OpenAI, model: str, stream: bool, text: str) -> 
         tools=[responses_tool("get_weather"), responses_tool("get_time")],
     )
     assert first.status == "completed"
+    expected_items = ["message", "function_call"] if after_text else ["function_call"]
+    assert [item.type for item in first.output] == expected_items
     [call] = function_calls(first)
     assert call.name == "get_weather"
     assert call.call_id.startswith("call_")
@@ -287,8 +294,8 @@ def tool_outputs(response: Response, outputs: list[str]) -> list[dict[str, Any]]
     ]
 
 
-@RESPONSES_MODELS
-@STREAMED
+@EACH_RESPONSES_UPSTREAM
+@EACH_MODE
 def test_responses_tool_loop_with_input_items(
     client: openai.OpenAI, seen, model: str, stream: bool
 ) -> None:
@@ -324,8 +331,8 @@ def test_responses_tool_loop_with_input_items(
         ]
 
 
-@RESPONSES_MODELS
-@STREAMED
+@EACH_RESPONSES_UPSTREAM
+@EACH_MODE
 def test_responses_tool_loop_with_previous_response_id(
     client: openai.OpenAI, model: str, stream: bool
 ) -> None:
@@ -345,8 +352,8 @@ def test_responses_tool_loop_with_previous_response_id(
     assert [call.name for call in function_calls(again)] == ["get_time"]
 
 
-@RESPONSES_MODELS
-@STREAMED
+@EACH_RESPONSES_UPSTREAM
+@EACH_MODE
 def test_responses_parallel_calls_after_text(
     client: openai.OpenAI, model: str, stream: bool
 ) -> None:
@@ -376,14 +383,14 @@ def test_responses_parallel_calls_after_text(
     assert answer.output_text == "reply 1: tool said done 0 done 1"
 
 
-@RESPONSES_MODELS
-@STREAMED
+@EACH_RESPONSES_UPSTREAM
+@EACH_MODE
 def test_responses_tool_loop_from_item_references(
     client: openai.OpenAI, model: str, stream: bool
 ) -> None:
     """SDKs that store responses send earlier output items back by reference."""
     question = "explain, then call get_weather"
-    first = call_weather_after_text(client, model, stream, question)
+    first = call_weather(client, model, stream, question, after_text=True)
     answer = continue_with(
         client,
         model,
@@ -397,15 +404,7 @@ def test_responses_tool_loop_from_item_references(
     assert answer.output_text == f"reply 1: tool said {TOOL_RESULT}"
 
 
-def call_weather_after_text(client: openai.OpenAI, model: str, stream: bool, text: str) -> Response:
-    first, _ = responses_turn(
-        client, model, stream, input=text, tools=[responses_tool("get_weather")]
-    )
-    assert [item.type for item in first.output] == ["message", "function_call"]
-    return first
-
-
-@RESPONSES_MODELS
+@EACH_RESPONSES_UPSTREAM
 def test_an_unknown_item_reference_is_404(client: openai.OpenAI, model: str) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.create(
@@ -419,7 +418,7 @@ def test_an_unknown_item_reference_is_404(client: openai.OpenAI, model: str) -> 
 
 
 @pytest.mark.parametrize(("chat_choice", "responses_choice", "text", "called"), TOOL_CHOICES)
-@RESPONSES_MODELS
+@EACH_RESPONSES_UPSTREAM
 def test_tool_choice_forms_on_responses(
     client: openai.OpenAI,
     model: str,

@@ -22,6 +22,11 @@ PATHS = {CHAT: "/v1/chat/completions", RESPONSES: "/v1/responses"}
 # Parametrizations most tests share: every capability holds on both endpoints, in both modes.
 EACH_ENDPOINT = pytest.mark.parametrize("endpoint", ENDPOINTS)
 EACH_MODE = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+# The shared stack's models (config/switchyard.toml): the Responses API is passed through to a
+# native upstream or translated onto the chat-only one; chat completions reach either as sent.
+NATIVE, TRANSLATED = "mock-responses", "mock-chat"
+EACH_RESPONSES_UPSTREAM = pytest.mark.parametrize("model", [NATIVE, TRANSLATED])
+EACH_CHAT_UPSTREAM = pytest.mark.parametrize("model", [TRANSLATED, NATIVE])
 
 T = TypeVar("T")
 
