@@ -514,22 +514,11 @@ impl ResponsesStreamTranslator {
                         json!({"item_id": item.id, "output_index": index, "delta": arguments}),
                     ));
                 }
-                events.push(seq.event(
-                    "response.function_call_arguments.done",
-                    json!({
-                        "item_id": item.id,
-                        "output_index": index,
-                        "name": name,
-                        "arguments": arguments,
-                    }),
-                ));
+                events.push(arguments_done_event(seq, &item.id, index, name, arguments));
             }
         }
         item.status = status;
-        events.push(seq.event(
-            "response.output_item.done",
-            json!({"output_index": index, "item": item.to_json()}),
-        ));
+        events.push(item_done_event(seq, index, item));
     }
 
     fn close_open(&mut self, status: &'static str, events: &mut Vec<SseEvent>) {
@@ -554,21 +543,41 @@ impl ResponsesStreamTranslator {
             }
             ItemKind::FunctionCall {
                 name, arguments, ..
-            } => events.push(self.seq.event(
-                "response.function_call_arguments.done",
-                json!({
-                    "item_id": item.id,
-                    "output_index": index,
-                    "name": name,
-                    "arguments": arguments,
-                }),
+            } => events.push(arguments_done_event(
+                &mut self.seq,
+                &item.id,
+                index,
+                name,
+                arguments,
             )),
         }
-        events.push(self.seq.event(
-            "response.output_item.done",
-            json!({"output_index": index, "item": item.to_json()}),
-        ));
+        events.push(item_done_event(&mut self.seq, index, item));
     }
+}
+
+fn arguments_done_event(
+    seq: &mut Sequencer,
+    item_id: &str,
+    output_index: usize,
+    name: &str,
+    arguments: &str,
+) -> SseEvent {
+    seq.event(
+        "response.function_call_arguments.done",
+        json!({
+            "item_id": item_id,
+            "output_index": output_index,
+            "name": name,
+            "arguments": arguments,
+        }),
+    )
+}
+
+fn item_done_event(seq: &mut Sequencer, output_index: usize, item: &StreamItem) -> SseEvent {
+    seq.event(
+        "response.output_item.done",
+        json!({"output_index": output_index, "item": item.to_json()}),
+    )
 }
 
 fn part_added_event(
