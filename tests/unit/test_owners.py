@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.pytest import strangers
@@ -21,6 +22,7 @@ from harness.runtime.process import (
     PidRecord,
     Service,
     ServiceSpec,
+    owned_process,
     pick_free_port,
     start_service,
     sweep_abandoned,
@@ -73,8 +75,8 @@ def forged_entry(registry: Path, record: PidRecord, keeper_pid: int) -> Path:
     return path
 
 
-def a_record(name: str, pid: int, create_time: float, marker: str) -> PidRecord:
-    return PidRecord(name, pid, create_time, ["x"], None, "/nonexistent.log", 0.0, "t", marker)
+def a_record(name: str, pid: int, started: float, marker: str) -> PidRecord:
+    return PidRecord(name, pid, started, ["x"], None, "/nonexistent.log", 0.0, "t", marker)
 
 
 def test_a_server_whose_keeper_died_is_stopped_wherever_its_pid_file_is(
@@ -92,6 +94,27 @@ def test_a_server_whose_keeper_died_is_stopped_wherever_its_pid_file_is(
     assert gone(service.record.pid)
     assert not service.spec.pid_file.exists()
     assert owners.entries() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs procfs")
+def test_a_wall_clock_adjustment_does_not_make_a_live_keeper_look_dead(
+    tmp_path: Path, registry: Path, monkeypatch: pytest.MonkeyPatch, started: list[Service]
+) -> None:
+    # psutil dates a process by the boot time the wall clock gives now; when the clock is
+    # adjusted, that moves by a second, and a keeper that was alive all along looked dead.
+    with strangers.stranger() as keeper:
+        service = start_service(toy(tmp_path, "kept", owner_pid=keeper.pid))
+        started.append(service)
+        recorded = owners.identity(keeper.pid)
+        dated_before = psutil.Process(keeper.pid).create_time()
+        platform = sys.modules[type(psutil.Process(keeper.pid)._proc).__module__]
+        booted = platform.boot_time()
+        monkeypatch.setattr(platform, "boot_time", lambda: booted + 1.0)
+        assert psutil.Process(keeper.pid).create_time() == pytest.approx(dated_before + 1.0)
+        assert owners.is_alive(recorded)
+        assert sweep_abandoned() == [], "its keeper is alive"
+        assert owned_process(service.record) is not None
+    assert service.alive()
 
 
 def test_a_test_run_keeps_what_its_tests_start(
@@ -150,7 +173,7 @@ def test_the_sweep_never_touches_a_process_without_our_marker(
         strangers.stranger() as reused,
         strangers.stranger(*strangers.SLEEPER, env=other_env) as other,
     ):
-        created = owners.identity(reused.pid)["create_time"]
+        created = owners.identity(reused.pid)["started"]
         forged_entry(registry, a_record("reused", reused.pid, created - 60, "t/reused/1"), dead)
         forged_entry(registry, a_record("other", other.pid, 0.0, "t/other/2"), dead)
         swept = sweep_abandoned()

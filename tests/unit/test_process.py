@@ -16,6 +16,7 @@ import pytest
 
 from harness.pytest import strangers
 from harness.pytest.procs import TOY, gone
+from harness.runtime import owners
 from harness.runtime.poll import backoff_delays, wait_until
 from harness.runtime.process import (
     OWNER_ENV,
@@ -81,7 +82,7 @@ def a_record(**changes: object) -> PidRecord:
     fields: dict[str, object] = {
         "name": "x",
         "pid": 1,
-        "create_time": 0.0,
+        "started": 0.0,
         "command": ["x"],
         "port": 1,
         "log": "/tmp/x.log",
@@ -126,7 +127,7 @@ def test_pid_file_records_identity_and_no_secret(tmp_path: Path, started: list[S
     started.append(start_service(spec))
     data = json.loads(spec.pid_file.read_text())
     proc = psutil.Process(data["pid"])
-    assert data["create_time"] == pytest.approx(proc.create_time(), abs=0.05)
+    assert data["started"] == owners.started(proc)
     assert data["port"] == spec.port and data["log"] == str(spec.log_file)
     assert data["command"] == spec.command
     assert "sk-never-in-a-pid-file" not in spec.pid_file.read_text()
@@ -146,9 +147,9 @@ def test_pid_file_of_a_dead_process_is_stale(tmp_path: Path, started: list[Servi
 def test_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     # A process that is not ours, holding a PID our file names, with another start time.
     with strangers.stranger() as other:
-        created = psutil.Process(other.pid).create_time()
+        created = owners.started(psutil.Process(other.pid))
         pid_file = tmp_path / "svc.pid"
-        record = a_record(pid=other.pid, create_time=created - 1000)
+        record = a_record(pid=other.pid, started=created - 1000)
         write_pid_file(pid_file, record)
         assert clean_stale_pid_file(pid_file) is True
         assert not pid_file.exists()

@@ -14,7 +14,7 @@ import pytest
 
 from harness.pytest import strangers
 from harness.pytest.procs import TOY, gone
-from harness.runtime import stack
+from harness.runtime import owners, stack
 from harness.runtime.config import ConfigError, load_stack_config
 from harness.runtime.process import AlreadyRunning, ServiceStartError
 
@@ -184,10 +184,7 @@ def test_persistent_stack_killed_while_starting_is_swept(
         meta_path = the_stack.dir / "stack.json"
         meta = json.loads(meta_path.read_text())
         meta["state"] = "starting"
-        meta["creator"] = {
-            "pid": creator.pid,
-            "create_time": psutil.Process(creator.pid).create_time(),
-        }
+        meta["creator"] = owners.identity(creator.pid)
         meta_path.write_text(json.dumps(meta))
         pids = pids_of(the_stack)
         assert stack.sweep_orphans(config_path=the_stack.config.path) == [], "its creator is alive"

@@ -16,6 +16,7 @@ command looks.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,33 @@ def registry_dir() -> Path:
     return Path(os.environ.get(REGISTRY_ENV, paths.state_dir() / "owners"))
 
 
-def identity(pid: int) -> Identity:
-    """A process as PID and start time; a PID that is gone gets start time 0 (never alive)."""
+def started(proc: psutil.Process) -> float:
+    """When the process started, in seconds after boot: what tells it from a later process that
+    reuses its PID. Not psutil's `create_time`: that adds the boot time as the wall clock tells
+    it now, which moves by whole seconds when the clock is adjusted, so a long-lived owner would
+    look like another process and its servers would be swept while it runs."""
     try:
-        return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        # The fields after the command's closing parenthesis start at the 3rd; `starttime`,
+        # in clock ticks after boot, is the 22nd.
+        return int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(proc.pid) from None
+    except (OSError, ValueError, IndexError):
+        # No procfs (macOS): psutil's start time there is read once from the kernel and stays.
+        return proc.create_time()
+
+
+def same_start(proc: psutil.Process, recorded: float) -> bool:
+    return math.isclose(started(proc), recorded, abs_tol=1e-3)
+
+
+def identity(pid: int) -> Identity:
+    """A process as PID and start time; a PID that is gone gets start time -1 (never alive)."""
+    try:
+        return {"pid": pid, "started": started(psutil.Process(pid))}
     except psutil.Error:
-        return {"pid": pid, "create_time": 0.0}
+        return {"pid": pid, "started": -1.0}
 
 
 def is_alive(who: Any) -> bool:
@@ -50,8 +72,7 @@ def is_alive(who: Any) -> bool:
         return False
     try:
         proc = psutil.Process(int(who["pid"]))
-        same = abs(proc.create_time() - float(who["create_time"])) < 0.05
-        return same and proc.status() != psutil.STATUS_ZOMBIE
+        return same_start(proc, float(who["started"])) and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 

@@ -96,11 +96,12 @@ class HealthCheck:
 
 @dataclass
 class PidRecord:
-    """What a PID file holds. `create_time` tells our process from a later one with its PID."""
+    """What a PID file holds. `started` (seconds after boot, `owners.started`) tells our
+    process from a later one with its PID."""
 
     name: str
     pid: int
-    create_time: float
+    started: float
     command: list[str]
     port: int | None
     log: str
@@ -145,10 +146,7 @@ def owned_process(record: PidRecord) -> psutil.Process | None:
         return None
     try:
         proc = psutil.Process(record.pid)
-        # Start times are floats read with jitter; a reused PID differs by far more.
-        if abs(proc.create_time() - record.create_time) > 0.05:
-            return None
-        return proc
+        return proc if owners.same_start(proc, record.started) else None
     except psutil.Error:
         return None
 
@@ -258,7 +256,7 @@ def start_service(spec: ServiceSpec) -> Service:
     record = PidRecord(
         name=spec.name,
         pid=0,
-        create_time=0.0,
+        started=-1.0,
         command=list(spec.command),
         port=spec.port,
         log=str(spec.log_file),
@@ -292,7 +290,7 @@ def start_service(spec: ServiceSpec) -> Service:
                 spec.name, f"cannot run {spec.command[0]}: {exc}", None, None
             ) from exc
     record.pid = popen.pid
-    record.create_time = owners.identity(popen.pid)["create_time"]
+    record.started = owners.identity(popen.pid)["started"]
     owners.write(Path(record.registry), {**entry, "record": asdict(record)})
     write_pid_file(spec.pid_file, record)
     service = Service(spec, record, popen)
