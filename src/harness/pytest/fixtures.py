@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier in TIER_MARKERS:
             item.add_marker(getattr(pytest.mark, tier))
     if config.getoption("quick"):
-        kept = quick_selection(items)
+        kept = quick_selection(items) | asked_to_rerun(config, items)
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = [item for item in items if item in kept]
 
@@ -85,6 +85,16 @@ def quick_selection(items: list[pytest.Item]) -> set[pytest.Item]:
             group[zlib.crc32(name.encode()) % len(group)]
         )
     return {item for kept in modules.values() for item in kept[:QUICK_TESTS_PER_MODULE]}
+
+
+def asked_to_rerun(config: pytest.Config, items: list[pytest.Item]) -> set[pytest.Item]:
+    """With `--lf` or `--ff`, the tests that failed last time, whichever run they failed in:
+    the quick loop would otherwise drop a failure of the full tier before pytest's own filter
+    sees it, and `nox -s mock -- --lf` would rerun the quick selection instead."""
+    if config.cache is None or not (config.getoption("lf") or config.getoption("failedfirst")):
+        return set()
+    failed = config.cache.get("cache/lastfailed", {})
+    return {item for item in items if item.nodeid in failed}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
