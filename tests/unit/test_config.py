@@ -83,6 +83,10 @@ def test_render_fills_placeholders_and_rejects_unknown_ones(tmp_path: Path) -> N
         template, {"mock.url": "http://127.0.0.1:5", "port": 7}, lambda n: ConfigError("t", n, "x")
     )
     assert rendered == 'base_url = "http://127.0.0.1:5/a/v1"\nport = 7\ninline = { a = 1 }\n'
+    escaped = "# $${unknown} stays literal, ${port} does not\nshell = '$${HOME}'\n"
+    assert render(escaped, {"port": 7}, lambda n: ConfigError("t", n, "x")) == (
+        "# ${unknown} stays literal, 7 does not\nshell = '${HOME}'\n"
+    )
     with pytest.raises(ConfigError, match=r"\$\{redis.url\}"):
         render(
             "${redis.url}",

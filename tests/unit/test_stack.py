@@ -227,3 +227,16 @@ def test_sweep_removes_the_run_locks_of_runs_that_are_over(
     assert not over.exists()
     assert running.exists(), "a live run keeps its lock"
     running.unlink()
+
+
+def test_a_config_template_keeps_its_extension_and_its_escaped_placeholders(
+    tmp_path: Path, state: Path, stacks: list[stack.Stack]
+) -> None:
+    # A proxy that reads YAML (LiteLLM) tells the format by the file name.
+    (tmp_path / "front.yaml").write_text("# $${not_a_placeholder}\nport: ${port}\n")
+    body = toy_service("front", argument="${port}") + 'config_template = "front.yaml"\n'
+    the_stack = make_stack(tmp_path, stacks, body)
+    port = the_stack.up()["front"].spec.port
+    [rendered] = [path for path in the_stack.dir.rglob("front.*") if path.suffix != ".pid"]
+    assert rendered.name == "front.yaml"
+    assert rendered.read_text() == f"# ${{not_a_placeholder}}\nport: {port}\n"

@@ -16,7 +16,9 @@ import tomli_w
 from harness.compat import tomllib
 from harness.runtime.process import HealthCheck
 
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+# `${name}` is a placeholder; `$${` is a literal `${` (for a template that must show one, in a
+# comment or a value).
+PLACEHOLDER = re.compile(r"\$(\$)\{|\$\{([A-Za-z0-9_.-]+)\}")
 PORT_MODES = ("pick", "report")
 
 
@@ -135,10 +137,13 @@ def _service(path: Path, root: Path, name: str, raw: dict[str, Any]) -> ServiceC
 
 
 def render(text: str, values: Mapping[str, object], where: Callable[[str], ConfigError]) -> str:
-    """Replace `${name}` placeholders; an unknown one is an error raised via `where(name)`."""
+    """Replace `${name}` placeholders and turn `$${` into `${`; an unknown placeholder is an
+    error raised via `where(name)`."""
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
+        if match.group(1):
+            return "${"
+        name = match.group(2)
         if name not in values:
             raise where(name)
         return str(values[name])

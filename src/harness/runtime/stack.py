@@ -271,8 +271,10 @@ class Stack:
         if template_text is None and service.config_template is not None:
             template_text = service.config_template.read_text()
         if template_text is not None:
-            rendered = run_dir / f"{service.name}.toml"
             template_path = service.config_template or Path(f"<{service.name} config>")
+            # The template's extension is kept: a proxy may tell TOML from YAML by it.
+            suffix = service.config_template.suffix if service.config_template else ".toml"
+            rendered = run_dir / f"{service.name}{suffix}"
             rendered.write_text(render(template_text, values, _unknown_in(template_path)))
             values["config"] = str(rendered)
         where = _unknown_in(self.config.path, f"services.{service.name}")
