@@ -240,3 +240,23 @@ def test_a_config_template_keeps_its_extension_and_its_escaped_placeholders(
     [rendered] = [path for path in the_stack.dir.rglob("front.*") if path.suffix != ".pid"]
     assert rendered.name == "front.yaml"
     assert rendered.read_text() == f"# ${{not_a_placeholder}}\nport: {port}\n"
+
+
+def test_a_running_stack_is_read_with_the_stack_file_it_was_started_from(
+    tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started_from = tmp_path / "first.toml"
+    started_from.write_text('[stack]\nproxy = "front"\n' + toy_service("front"))
+    other = tmp_path / "other.toml"
+    other.write_text('[stack]\nproxy = "edge"\n' + toy_service("edge"))
+    monkeypatch.setenv("SWITCHYARD_STACK_CONFIG", str(started_from))
+    running = stack.load("recorded")
+    running.up()
+    try:
+        monkeypatch.setenv("SWITCHYARD_STACK_CONFIG", str(other))
+        seen = stack.load("recorded")
+        assert seen.config.path == started_from
+        assert [(row.name, row.healthy) for row in seen.status()] == [("front", True)]
+    finally:
+        running.down()
+    assert stack.load("recorded").config.path == other, "a stack that is gone has no record"

@@ -335,8 +335,18 @@ def load(
     config_path: Path | None = None,
     inherit: dict[str, object] | None = None,
 ) -> Stack:
-    config = load_stack_config(config_path or paths.stack_config(), paths.root())
+    """The stack `stack_id` as described by `config_path`, else by the stack file it was started
+    from (recorded in its stack.json: `invoke status` and the tests see the services it really
+    has, whatever SWITCHYARD_STACK_CONFIG says now), else by the stack file in use."""
+    path = config_path or _recorded_config(stack_id) or paths.stack_config()
+    config = load_stack_config(path, paths.root())
     return Stack(config, stack_id, owner_pid=owner_pid, inherit=inherit)
+
+
+def _recorded_config(stack_id: str) -> Path | None:
+    meta = _read_meta(paths.stacks_dir() / stack_id / "stack.json")
+    recorded = Path(str(meta["config"])) if meta and meta.get("config") else None
+    return recorded if recorded is not None and recorded.is_file() else None
 
 
 def owned_stack_id(label: str) -> str:
