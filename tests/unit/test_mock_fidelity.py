@@ -322,6 +322,29 @@ def test_unknown_endpoint_is_an_openai_404_naming_the_upstream(http, upstream):
     assert reply.json()["error"]["code"] == "unknown_url"
 
 
+CHAT_ONLY = {
+    # endpoint: status a chat-only upstream answers (a server without the Responses API)
+    "chat/completions": 200,
+    "models": 200,
+    "responses": 404,
+}
+
+
+@pytest.mark.parametrize("endpoint", CHAT_ONLY)
+def test_a_chat_only_upstream_has_no_responses_api(http, upstream, endpoint):
+    path = f"/chat-only/{upstream}/v1/{endpoint}"
+    if endpoint == "models":
+        reply = http.get(path)
+    else:
+        body = chat_body() if endpoint == "chat/completions" else {"model": "m", "input": "hi"}
+        reply = http.post(path, json=body)
+    assert reply.status_code == CHAT_ONLY[endpoint], reply.text
+    assert reply.headers["x-mock-upstream"] == upstream
+    if reply.status_code == 404:
+        assert reply.json()["error"]["code"] == "unknown_url"
+    assert log_entries(http, upstream=upstream)[-1]["path"] == path
+
+
 def test_plain_v1_is_the_default_upstream(http):
     reply = http.post("/v1/chat/completions", json=chat_body())
     assert reply.status_code == 200

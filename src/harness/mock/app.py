@@ -28,6 +28,10 @@ from harness.mock.state import Counts, RequestLog, ResponseStore, loggable_heade
 from harness.mock.validation import Rejected, chat_request, responses_request
 
 UPSTREAM_NAME = r"[A-Za-z0-9_.-]+"
+# `/chat-only/<upstream>/v1/...` is an upstream that has no Responses API, as most
+# OpenAI-compatible servers: /v1/responses there is a 404, so only a proxy that translates
+# passes a test of translation.
+CHAT_ONLY = "chat_only"
 DEFAULT_UPSTREAM = "default"
 # Request bodies are never refused for size: limiting them is the proxy's job, under test.
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -439,7 +443,7 @@ async def upstream_endpoint(request: web.Request) -> web.StreamResponse:
     upstream = request.match_info.get("upstream", DEFAULT_UPSTREAM)
     endpoint = request.match_info["endpoint"]
     method, kind = ENDPOINTS.get(endpoint, (None, "other"))
-    if method != request.method:
+    if method != request.method or (kind == "responses" and CHAT_ONLY in request.match_info):
         kind = "other"
     call = Call(request, request.app[STATE], upstream, kind)
     if kind == "other":
@@ -547,6 +551,7 @@ def create_app() -> web.Application:
     app.router.add_route("*", "/v1/{endpoint:.*}", upstream_endpoint)
     upstream_path = f"/{{upstream:{UPSTREAM_NAME}}}/v1/{{endpoint:.*}}"
     app.router.add_route("*", upstream_path, upstream_endpoint)
+    app.router.add_route("*", f"/{{{CHAT_ONLY}:chat-only}}{upstream_path}", upstream_endpoint)
     app.router.add_route("*", "/{path:.*}", unknown_route)
     return app
 

@@ -29,9 +29,13 @@ def with_upstream(template: str, url: str = "http://127.0.0.1:9") -> str:
 
 
 def mock_upstream(name: str, **settings: Any) -> dict[str, Any]:
-    """An upstream served by the shared mock under its own name. `responses = true` passes
-    /v1/responses through unchanged, so what a test sends is what the mock logs."""
-    return {"name": name, "base_url": f"${{mock.url}}/{name}/v1", "responses": True, **settings}
+    """An upstream served by the shared mock under its own name. `responses = true` (the
+    default) passes /v1/responses through unchanged, so what a test sends is what the mock
+    logs; with `responses = false` the mock serves it as a chat-only server, whose
+    /v1/responses is a 404."""
+    settings = {"responses": True, **settings}
+    chat_only = "" if settings["responses"] else "chat-only/"
+    return {"name": name, "base_url": f"${{mock.url}}/{chat_only}{name}/v1", **settings}
 
 
 def unreachable_upstream(name: str, **settings: Any) -> dict[str, Any]:
