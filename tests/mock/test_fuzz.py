@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -768,6 +769,8 @@ KNOWN_ROUTES = {
     CHAT: "POST",
     RESPONSES: "POST",
 }
+# `/v1/models/<id>`: any non-empty rest is an id, slashes included (a 404 unless configured).
+MODEL_ROUTE = "/v1/models/"
 SEGMENTS = st.one_of(
     st.sampled_from(["v1", "chat", "completions", "responses", "models", "health", "status", ""]),
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_~%:@!$&'()*+,;=", max_size=10),
@@ -777,6 +780,7 @@ PATHS = st.one_of(
     st.sampled_from(sorted(KNOWN_ROUTES)).map(lambda p: p + "/"),
     st.sampled_from(sorted(KNOWN_ROUTES)).map(str.upper),
     st.lists(SEGMENTS, min_size=1, max_size=5).map(lambda parts: "/" + "/".join(parts)),
+    st.sampled_from([*fz.MODELS, "no-such-model"]).map(lambda name: MODEL_ROUTE + name),
 )
 METHODS = st.one_of(
     st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"]),
@@ -799,19 +803,22 @@ def test_unknown_routes_and_methods_get_openai_404_and_405(
         url = f"{proxy.url}{path}{query}"
         response = run.send(method, url, b"" if method not in ("GET", "HEAD") else None)
         sent_path = response.request.url.raw_path.split(b"?")[0].decode()
-        allowed = KNOWN_ROUTES.get(sent_path)
+        model_id = sent_path.removeprefix(MODEL_ROUTE) if sent_path.startswith(MODEL_ROUTE) else ""
+        allowed = "GET" if model_id else KNOWN_ROUTES.get(sent_path)
+        code = "unknown_url"
         if allowed is None:
             expected = 404
         elif method == allowed or (method == "HEAD" and allowed == "GET"):
             expected = 200 if allowed == "GET" else 400  # an empty body is not JSON
+            if model_id and urllib.parse.unquote(model_id) not in fz.MODELS:
+                expected, code = 404, "model_not_found"
         else:
-            expected = 405
+            expected, code = 405, "method_not_allowed"
         sent = f"{method} {sent_path}: {response.status_code} {response.content[:300]!r}"
         assert response.status_code == expected, sent
         if expected == 405:
             assert allowed in response.headers["allow"].split(","), sent
         if expected in (404, 405) and method != "HEAD":  # HEAD: no body
-            code = "unknown_url" if expected == 404 else "method_not_allowed"
             assert fz.openai_error(response)["code"] == code, sent
 
     fuzz()

@@ -105,6 +105,7 @@ def test_the_description_is_valid_openapi() -> None:
         "GET /health",
         "GET /status",
         "GET /v1/models",
+        "GET /v1/models/{model}",
         "POST /v1/chat/completions",
         "POST /v1/responses",
     ]

@@ -1,11 +1,14 @@
 //! The proxy's own informational endpoints: `/health`, `/status` (config and
-//! upstream health for operators) and `/v1/models`.
+//! upstream health for operators), `/v1/models` and `/v1/models/{id}`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::Uri;
 use serde_json::{Value, json};
 
 use crate::api::state::SharedState;
+use crate::shared::error::ApiError;
 use crate::shared::url::url_without_credentials;
 
 pub async fn health() -> Json<Value> {
@@ -52,14 +55,34 @@ pub async fn list_models(State(state): State<SharedState>) -> Json<Value> {
         .config
         .models
         .iter()
-        .map(|model| {
-            json!({
-                "id": model.name,
-                "object": "model",
-                "created": state.started_unix,
-                "owned_by": "switchyard",
-            })
-        })
+        .map(|model| model_object(&state, &model.name))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// One configured model, as `models.retrieve` reads it; any other id is the
+/// API's 404 `model_not_found`. The id may hold slashes (`org/model`); one
+/// that does not decode to UTF-8 names no model either, and is shown as sent.
+pub async fn retrieve_model(
+    State(state): State<SharedState>,
+    id: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(_) => uri.path().trim_start_matches("/v1/models/").to_owned(),
+    };
+    match state.config.models.iter().find(|model| model.name == id) {
+        Some(model) => Ok(Json(model_object(&state, &model.name))),
+        None => Err(ApiError::ModelNotFound(id)),
+    }
+}
+
+fn model_object(state: &SharedState, id: &str) -> Value {
+    json!({
+        "id": id,
+        "object": "model",
+        "created": state.started_unix,
+        "owned_by": "switchyard",
+    })
 }

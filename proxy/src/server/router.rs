@@ -27,6 +27,7 @@ pub fn router(state: SharedState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), track_outcome));
     let keyed = Router::new()
         .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{*id}", get(models::retrieve_model))
         .route("/v1/usage", get(admin::usage))
         .route("/admin/usage", get(admin::admin_usage))
         .merge(model_endpoints)
