@@ -175,8 +175,10 @@ def test_a_whole_body_dripped_byte_by_byte_within_the_limits_arrives_intact(
         ("type=hang", 504, "upstream_timeout"),
         # A 200 that is not an event stream, and not JSON either.
         ("type=malformed_body", 502, "upstream_bad_response"),
+        # A 200 with the whole JSON answer: an upstream that ignores `stream`.
+        ("type=ignore_stream", 502, "upstream_bad_response"),
     ],
-    ids=["reset", "hang", "malformed-body"],
+    ids=["reset", "hang", "malformed-body", "whole-json"],
 )
 def test_a_stream_that_fails_before_its_first_byte_is_an_error_status(
     setup: Setup, tag: str, route: str, fault: str, status: int, code: str

@@ -165,6 +165,24 @@ def test_truncate_without_stream_sends_half_the_promised_body_then_closes(
     assert last_entry(http, upstream)["outcome"] == "fault:truncate"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "kind"),
+    [
+        (CHAT_PATH, chat_body("a b", stream=True), "chat.completion"),
+        (RESPONSES_PATH, responses_body("a b", stream=True), "response"),
+    ],
+    ids=["chat", "responses"],
+)
+def test_ignore_stream_answers_a_streaming_request_whole(
+    http: httpx.Client, upstream: str, path: str, body: dict[str, Any], kind: str
+) -> None:
+    reply = post(http, upstream, path, body, "type=ignore_stream")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.json()["object"] == kind
+    assert last_entry(http, upstream)["outcome"] == "fault:ignore_stream"
+
+
 def test_no_done_sends_the_whole_chat_stream_but_its_done(
     http: httpx.Client, upstream: str
 ) -> None:

@@ -271,6 +271,20 @@ async fn attempt<P>(
     if !reply.status.is_success() {
         return Ok(Reply::Complete(reply));
     }
+    // A stream was asked for and a whole body came back (an upstream that
+    // ignores `stream`): relaying it would hand an SSE client JSON, and
+    // translating it would count a success the client never gets.
+    if call.streaming {
+        tracing::warn!(
+            request_id = %call.request_id,
+            upstream = %upstream.name,
+            "upstream answered a streaming request 2xx without text/event-stream"
+        );
+        return Err(ApiError::UpstreamBadResponse {
+            upstream: upstream.name.clone(),
+            detail: "a streaming request was answered without text/event-stream".to_owned(),
+        });
+    }
     // A success the proxy cannot read is no answer: it could not be costed,
     // translated or cached, and the client's SDK could not parse it either. It
     // counts as a failed attempt, so another upstream may still answer.

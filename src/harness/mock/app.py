@@ -349,6 +349,11 @@ def token_limit(body: Mapping[str, Any], keys: Sequence[str]) -> int | None:
 # --------------------------------------------------------------------------- upstream endpoints
 
 
+def wants_stream(body: dict[str, Any], fault: Fault | None) -> bool:
+    """`stream: true`, unless the fault is an upstream that ignores it and answers whole."""
+    return body.get("stream") is True and (fault is None or fault.type != "ignore_stream")
+
+
 async def chat_completions(call: Call) -> web.StreamResponse:
     body = await call.body("messages")
     if not isinstance(body["messages"], list):
@@ -356,8 +361,8 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     limit = token_limit(body, ("max_completion_tokens", "max_tokens"))
     entries, options = chat_request(body, limit)
     model = body["model"]
-    stream = body.get("stream") is True
     fault = call.fault(model)
+    stream = wants_stream(body, fault)
     if fault is not None and (early := await call.start_fault(fault, stream)) is not None:
         return early
     answer = decide(entries, options)
@@ -398,8 +403,8 @@ async def responses(call: Call) -> web.StreamResponse:
     request = responses_request(
         body, limit, history, lambda item_id: store.item(call.upstream, item_id)
     )
-    stream = body.get("stream") is True
     fault = call.fault(body["model"])
+    stream = wants_stream(body, fault)
     if fault is not None and (early := await call.start_fault(fault, stream)) is not None:
         return early
     conversation = (*history, *request.entries)

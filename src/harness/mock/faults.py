@@ -26,6 +26,7 @@ FAULT_PARAMETERS: dict[str, frozenset[str]] = {
     "not_sse": frozenset({"after_chunks"}),
     "truncate": frozenset({"after_chunks"}),
     "no_done": frozenset(),
+    "ignore_stream": frozenset(),
     "drip": frozenset({"bytes_per_write", "delay_ms"}),
     "flood": frozenset({"chunks", "chunk_bytes"}),
 }
