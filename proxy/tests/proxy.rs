@@ -887,7 +887,7 @@ async fn translated_responses_stream_and_remember_the_reply() {
 }
 
 #[tokio::test]
-async fn broken_translated_stream_ends_with_an_error_event_and_is_not_stored() {
+async fn broken_translated_stream_ends_with_response_failed_and_is_not_stored() {
     let h = start().await;
     let response = h
         .post(
@@ -898,10 +898,27 @@ async fn broken_translated_stream_ends_with_an_error_event_and_is_not_stored() {
         .await
         .unwrap();
     let events = sse_events(&response.text().await.unwrap());
-    let (name, data) = events.last().unwrap();
-    assert_eq!(name, "error");
-    assert_eq!(data["code"], "upstream_disconnected");
-    assert!(events.iter().all(|(name, _)| name != "response.completed"));
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    let [.., error, failed] = names.as_slice() else {
+        panic!("too few events: {names:?}");
+    };
+    assert_eq!([*error, *failed], ["error", "response.failed"]);
+    let (_, error) = &events[events.len() - 2];
+    assert_eq!(error["code"], "upstream_disconnected");
+    let (_, failed) = events.last().unwrap();
+    assert_eq!(failed["response"]["status"], "failed");
+    assert_eq!(failed["response"]["error"]["code"], "server_error");
+    assert!(!names.contains(&"response.completed"));
+    // Every item the client saw added was also done.
+    let added = names
+        .iter()
+        .filter(|n| **n == "response.output_item.added")
+        .count();
+    let done = names
+        .iter()
+        .filter(|n| **n == "response.output_item.done")
+        .count();
+    assert_eq!(added, done, "{names:?}");
     let created_id = events[0].1["response"]["id"].as_str().unwrap();
     let (status, _, _) = h
         .json(

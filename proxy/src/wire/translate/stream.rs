@@ -204,15 +204,26 @@ impl ResponsesStreamTranslator {
         events
     }
 
+    /// The stream failed after it began: the item the client saw open is
+    /// closed as incomplete, then the error, then `response.failed` with the
+    /// Response as it stands (the API's last event of a failed response).
     pub fn on_error(&mut self, message: &str, code: &str) -> Vec<SseEvent> {
+        let mut events = Vec::new();
         if self.ended() {
-            return Vec::new();
+            return events;
         }
-        self.failure = Some(message.to_owned());
-        vec![self.seq.event(
+        self.close_open("incomplete", &mut events);
+        events.push(self.seq.event(
             "error",
             json!({"code": code, "message": message, "param": null}),
-        )]
+        ));
+        self.failure = Some(message.to_owned());
+        let response = self.final_response();
+        events.push(
+            self.seq
+                .event("response.failed", json!({"response": response})),
+        );
+        events
     }
 
     pub fn finish(&mut self) -> Vec<SseEvent> {

@@ -130,7 +130,7 @@ fn error_ends_the_stream_case() -> Value {
         json!({"start": null}),
         json!({"chunk": chunk(json!({"content": "one"}), Value::Null)}),
         json!({"chunk": chunk(json!({"content": " two"}), Value::Null)}),
-        json!({"error": ["upstream went away", "stream_error"], "emits": 1}),
+        json!({"error": ["upstream went away", "stream_error"], "emits": 5}),
     ];
     steps.extend(silent(vec![chunk(json!({"content": "late"}), Value::Null)]));
     steps.push(json!({"finish": null, "emits": 0}));
@@ -138,15 +138,23 @@ fn error_ends_the_stream_case() -> Value {
     json!({
         "request": {"model": "m"},
         "steps": steps,
+        "names_from": 6,
+        "names": ["response.output_text.done", "response.content_part.done",
+                  "response.output_item.done", "error", "response.failed"],
         "events": {
-            "/6/data": {"type": "error", "code": "stream_error", "message": "upstream went away",
-                        "param": null, "sequence_number": 6},
-            "/7": "<absent>",
+            "/6/data/text": "one two",
+            "/8/data/item/status": "incomplete",
+            "/9/data": {"type": "error", "code": "stream_error", "message": "upstream went away",
+                        "param": null, "sequence_number": 9},
+            "/10/data/response/status": "failed",
+            "/10/data/response/output/0/status": "incomplete",
+            "/11": "<absent>",
         },
         "final": {
             "/status": "failed",
             "/error": {"code": "server_error", "message": "upstream went away"},
         },
+        "final_is": "/10/data/response",
         "text": "one two",
     })
 }
