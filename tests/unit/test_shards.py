@@ -12,6 +12,8 @@ import pytest
 
 from harness.dev import nox_support, shards
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 # Node ids to seconds, in the order given (the chunking algorithm reads that order).
 def durations(*seconds: float) -> dict[str, float]:
@@ -166,3 +168,9 @@ def test_refresh_cleans_the_file_only_on_a_whole_run(
 def test_split_options_keep_the_sessions_paths_and_workers(posargs: list[str]) -> None:
     args = nox_support.pytest_arguments(["tests/mock"], posargs)
     assert args == ["tests/mock", *posargs, "-n", "auto"]
+
+
+def test_committed_durations_cover_the_sharded_tiers_only() -> None:
+    recorded = shards.load(REPO / shards.DURATIONS_FILE)
+    assert all(seconds >= 0 for seconds in recorded.values())
+    assert {"/".join(nodeid.split("/")[:2]) for nodeid in recorded} == set(shards.TIERS)

@@ -6,7 +6,12 @@ CI passes `--splits N --group K` (and the algorithm) after `--`, so each of N ru
 group of the session's own selection: pytest-split deselects last (its hook is `trylast`), after
 `-m`, `-k` and the harness plugin's `--quick`, and every xdist worker computes the same groups.
 The predictions here call pytest-split's own algorithm on the file's tests, so they are the
-groups CI gets, and their times the "estimated duration" each runner prints.
+groups CI gets, and their times the "estimated duration" each runner prints; but for a node id
+collected more than once (schemathesis collects its one test four times), which the file holds
+once, at the items' total, and pytest-split then counts at that total for each item.
+
+Durations are each test's setup, call and teardown, measured under xdist: a shard's time is
+its tests' sum, and a runner with W workers takes about that over W, plus its own start.
 """
 
 from __future__ import annotations
