@@ -5,10 +5,12 @@ splits agreeing with its shards."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.dev import nox_support, shards
 
@@ -174,3 +176,20 @@ def test_committed_durations_cover_the_sharded_tiers_only() -> None:
     recorded = shards.load(REPO / shards.DURATIONS_FILE)
     assert all(seconds >= 0 for seconds in recorded.values())
     assert {"/".join(nodeid.split("/")[:2]) for nodeid in recorded} == set(shards.TIERS)
+
+
+def test_the_workflows_splits_match_its_shards() -> None:
+    """Each `full` job runs group K of --splits=N: N must be the number of shards, or a group is
+    never run (fewer shards) or runs nothing (more); and the algorithm must be the table's."""
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    job = workflow["jobs"]["full"]
+    groups = job["strategy"]["matrix"]["shard"]
+    (command,) = [step["run"] for step in job["steps"] if "--splits" in step.get("run", "")]
+    assert re.findall(r"--splits=(\d+)", command) == [str(len(groups))]
+    assert groups == list(range(1, len(groups) + 1))
+    assert "--group=${{ matrix.shard }} " in command
+    assert re.findall(r"--splitting-algorithm=(\w+)", command) == [shards.ALGORITHM]
+    assert (
+        job["strategy"]["matrix"]["python"]
+        == workflow["jobs"]["fast"]["strategy"]["matrix"]["python"]
+    )
