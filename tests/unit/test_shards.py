@@ -107,7 +107,7 @@ def test_report_has_a_section_per_tier() -> None:
     recorded = {"tests/unit/test_a.py::t": 2.0, "tests/unit/test_a.py::u": 0.5}
     text = shards.report(recorded, ("tests/unit", "tests/mock"), max_runners=2)
     unit, mock = text.split("\n\n### ")
-    assert unit.startswith("### tests/unit\n\n2 tests, 2.5 s in all; the longest, 2.0 s")
+    assert unit.startswith("### tests/unit\n\n2 test ids, 2.5 s in all; the longest, 2.0 s")
     assert "| 2 | 2.0 s | 0.5 s | 1.25x | 2.0, 0.5 |" in unit
     assert mock == "tests/mock\n\nno durations recorded"
 

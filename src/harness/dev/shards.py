@@ -132,7 +132,7 @@ def report(
         longest = max(selected, key=selected.__getitem__)
         sections.append(
             f"### {folder}\n\n"
-            f"{len(selected)} tests, {sum(selected.values()):.1f} s in all; the longest, "
+            f"{len(selected)} test ids, {sum(selected.values()):.1f} s in all; the longest, "
             f"{selected[longest]:.1f} s (`{longest}`), bounds any shard from below.\n\n"
             + markdown(table(selected, max_runners, algorithm))
         )
