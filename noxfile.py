@@ -15,6 +15,7 @@ import nox
 from harness.dev import coverage as coverage_support
 from harness.dev import nox_support
 from harness.dev import reliability as reliability_support
+from harness.dev import shards as shards_support
 from harness.dev.nox_support import THIS_PYTHON, prepare_stack, pytest, sync
 
 PYTHONS = nox.project.python_versions(nox.project.load_toml("pyproject.toml"), max_version="3.13")
@@ -110,6 +111,30 @@ def bench(session: nox.Session) -> None:
     sync(session, "bench")
     prepare_stack(session)
     session.run("python", "scripts/bench.py", *session.posargs)  # builds the bench tools too
+
+
+@nox.session(python=THIS_PYTHON, default=False)
+def durations(session: nox.Session) -> None:
+    """Refresh .test_durations, which CI's shards split by, from the unit and mock tiers, whole.
+
+    pytest-split's --store-durations, under xdist like the other sessions; then the table of
+    what each more runner buys (harness.dev.shards). Arguments after -- narrow the run, and the
+    file then keeps its other entries.
+    """
+    sync(session, "test")
+    prepare_stack(session)
+    shards_support.refresh(session)
+
+
+@nox.session(python=THIS_PYTHON, default=False)
+def shards(session: nox.Session) -> None:
+    """What one more CI runner buys: each shard's predicted time, from .test_durations.
+
+    For 1 to 6 runners, by pytest-split's own algorithm (CI's); arguments after -- go to
+    `python -m harness.dev.shards` (--max-runners, --tier, --path).
+    """
+    sync(session, "test")
+    session.run("python", "-m", "harness.dev.shards", *session.posargs)
 
 
 @nox.session(python=THIS_PYTHON)
