@@ -67,13 +67,174 @@ impl std::error::Error for TranslateError {}
 /// Finds an output item the proxy produced earlier, by its id.
 pub type ItemLookup<'a> = dyn Fn(&str) -> Option<Value> + 'a;
 
+/// What becomes of a Responses request field on a chat-only upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRule {
+    /// Sent upstream in its chat shape (under this chat name, or as messages).
+    Mapped(&'static str),
+    /// Means nothing to a chat upstream, and nothing is lost: the reason.
+    NotApplicable(&'static str),
+    /// Cannot be honoured on a chat upstream: a 400 naming the field, with
+    /// this reason (only when the value asks for something).
+    Refused(&'static str),
+}
+
+/// Every field of a Responses request, and what translation does with it
+/// (docs/contracts.md has the same table; a test holds them equal). A field
+/// that is not here is refused as an unknown parameter, as the API does, so
+/// nothing a client asks for is dropped in silence.
+pub const RESPONSES_FIELDS: &[(&str, FieldRule)] = &[
+    (
+        "model",
+        FieldRule::Mapped("model (the upstream's model name)"),
+    ),
+    ("input", FieldRule::Mapped("messages")),
+    ("instructions", FieldRule::Mapped("a system message first")),
+    (
+        "previous_response_id",
+        FieldRule::Mapped("the stored conversation, as messages"),
+    ),
+    (
+        "max_output_tokens",
+        FieldRule::Mapped("max_completion_tokens"),
+    ),
+    ("temperature", FieldRule::Mapped("temperature")),
+    ("top_p", FieldRule::Mapped("top_p")),
+    ("user", FieldRule::Mapped("user")),
+    (
+        "metadata",
+        FieldRule::NotApplicable("echoed on the Response; chat takes it only with store"),
+    ),
+    ("service_tier", FieldRule::Mapped("service_tier")),
+    ("prompt_cache_key", FieldRule::Mapped("prompt_cache_key")),
+    (
+        "prompt_cache_retention",
+        FieldRule::Mapped("prompt_cache_retention"),
+    ),
+    ("safety_identifier", FieldRule::Mapped("safety_identifier")),
+    (
+        "reasoning",
+        FieldRule::Mapped("reasoning_effort (reasoning.effort; a summary is refused)"),
+    ),
+    (
+        "text",
+        FieldRule::Mapped("response_format (text.format) and verbosity (text.verbosity)"),
+    ),
+    ("tools", FieldRule::Mapped("tools (function tools)")),
+    ("tool_choice", FieldRule::Mapped("tool_choice")),
+    (
+        "parallel_tool_calls",
+        FieldRule::Mapped("parallel_tool_calls"),
+    ),
+    (
+        "stream",
+        FieldRule::Mapped("stream, with stream_options.include_usage"),
+    ),
+    (
+        "store",
+        FieldRule::NotApplicable("the proxy keeps the conversation itself; false keeps nothing"),
+    ),
+    (
+        "stream_options",
+        FieldRule::NotApplicable("include_obfuscation: the proxy writes the events itself"),
+    ),
+    (
+        "max_tool_calls",
+        FieldRule::NotApplicable("counts built-in tools, which chat has none of"),
+    ),
+    (
+        "truncation",
+        FieldRule::Refused(
+            "\"auto\" truncation: a chat upstream does not truncate the conversation",
+        ),
+    ),
+    (
+        "include",
+        FieldRule::Refused("a chat upstream produces none of the included outputs"),
+    ),
+    (
+        "top_logprobs",
+        FieldRule::Refused("logprobs are not translated back from a chat upstream"),
+    ),
+    (
+        "conversation",
+        FieldRule::Refused("conversations live in the Responses API; use previous_response_id"),
+    ),
+    (
+        "prompt",
+        FieldRule::Refused("prompt templates live in the Responses API; send input instead"),
+    ),
+    (
+        "background",
+        FieldRule::Refused("a chat upstream answers while the request is open"),
+    ),
+];
+
+/// The rule for a field, if it is a Responses request field.
+pub fn field_rule(name: &str) -> Option<FieldRule> {
+    RESPONSES_FIELDS
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map(|(_, rule)| *rule)
+}
+
+/// Whether a refused field's value asks for what cannot be done: a default
+/// value (`background: false`, `truncation: "disabled"`, an empty `include`,
+/// `top_logprobs: 0`) asks for nothing, and is accepted.
+fn asks_for_something(field: &str, value: &Value) -> bool {
+    match (field, value) {
+        (_, Value::Null) => false,
+        ("background", Value::Bool(false)) => false,
+        ("truncation", Value::String(mode)) => mode != "disabled",
+        ("include", Value::Array(items)) => !items.is_empty(),
+        ("top_logprobs", Value::Number(n)) => n.as_u64() != Some(0),
+        _ => true,
+    }
+}
+
+/// Every field is known, and none that is refused asks for something.
+fn check_fields(req: &Value) -> Result<(), TranslateError> {
+    let Some(fields) = req.as_object() else {
+        return Ok(());
+    };
+    for (name, value) in fields {
+        match field_rule(name) {
+            None => {
+                return Err(TranslateError::new(
+                    format!("Unknown parameter: '{name}'."),
+                    name,
+                ));
+            }
+            Some(FieldRule::Refused(reason)) if asks_for_something(name, value) => {
+                return Err(TranslateError::new(
+                    format!(
+                        "'{name}' is not supported on this model's chat-only upstream: {reason}."
+                    ),
+                    name,
+                ));
+            }
+            _ => {}
+        }
+    }
+    if present(req, "reasoning")
+        .and_then(|r| present(r, "summary"))
+        .is_some()
+    {
+        return Err(TranslateError::new(
+            "'reasoning.summary' is not supported on this model's chat-only upstream: a chat upstream returns no reasoning summary.".to_owned(),
+            "reasoning.summary",
+        ));
+    }
+    Ok(())
+}
+
 pub fn responses_to_chat_request(
     req: &Value,
     history: &[Value],
     items: &ItemLookup<'_>,
     upstream_model: &str,
 ) -> Result<Value, TranslateError> {
-    let _ = items;
+    check_fields(req)?;
     let mut messages = Vec::new();
     match req.get("instructions") {
         None | Some(Value::Null) => {}
@@ -89,13 +250,27 @@ pub fn responses_to_chat_request(
     if let Some(max) = present(req, "max_output_tokens") {
         body.insert("max_completion_tokens".into(), max.clone());
     }
-    for key in ["temperature", "top_p", "user"] {
+    for key in [
+        "temperature",
+        "top_p",
+        "user",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+    ] {
         if let Some(value) = present(req, key) {
             body.insert(key.into(), value.clone());
         }
     }
+    if let Some(effort) = present(req, "reasoning").and_then(|r| present(r, "effort")) {
+        body.insert("reasoning_effort".into(), effort.clone());
+    }
     if let Some(format) = response_format(req)? {
         body.insert("response_format".into(), format);
+    }
+    if let Some(verbosity) = present(req, "text").and_then(|text| present(text, "verbosity")) {
+        body.insert("verbosity".into(), verbosity.clone());
     }
 
     let tools = chat_tools(req.get("tools"))?;

@@ -70,8 +70,8 @@ pub(crate) fn echo_fields(req: &Value) -> Map<String, Value> {
     );
     fields.insert("store".into(), echo("store", Value::Bool(true)));
     fields.insert("user".into(), echo("user", Value::Null));
-    // Reasoning settings are not forwarded upstream, so none are reported.
-    fields.insert("reasoning".into(), Value::Null);
+    // The effort goes upstream as `reasoning_effort` (a summary is refused).
+    fields.insert("reasoning".into(), echo("reasoning", Value::Null));
     fields.insert("truncation".into(), Value::from("disabled"));
     fields
 }

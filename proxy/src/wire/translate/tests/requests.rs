@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::run_request_case;
+use crate::wire::translate::request::responses_to_chat_request;
 
 macro_rules! request_cases {
     ($($name:ident: $case:expr;)*) => {
@@ -78,7 +79,7 @@ request_cases! {
         "request": {
             "model": "m", "input": "x", "max_output_tokens": 42, "temperature": 0.5,
             "top_p": 0.9, "user": "u-1", "top_logprobs": null, "metadata": {"k": "v"},
-            "store": true, "previous_response_id": "resp_1", "truncation": "auto",
+            "store": true, "previous_response_id": "resp_1", "truncation": "disabled",
         },
         "expect": {
             "/max_completion_tokens": 42,
@@ -461,4 +462,96 @@ request_cases! {
             "display_suffix": " (param: input[0].role)",
         },
     });
+}
+
+request_cases! {
+    // What each refused field asks for, and what it takes to ask for nothing.
+    background_is_refused: error_at(with(json!({"background": true})), "background");
+    conversation_is_refused: error_at(with(json!({"conversation": "conv_1"})), "conversation");
+    prompt_is_refused: error_at(with(json!({"prompt": {"id": "pmpt_1"}})), "prompt");
+    auto_truncation_is_refused: error_at(with(json!({"truncation": "auto"})), "truncation");
+    include_is_refused: error_at(
+        with(json!({"include": ["message.output_text.logprobs"]})), "include");
+    top_logprobs_are_refused: error_at(with(json!({"top_logprobs": 3})), "top_logprobs");
+    a_reasoning_summary_is_refused: error_at(
+        with(json!({"reasoning": {"effort": "low", "summary": "auto"}})), "reasoning.summary");
+    an_unknown_field_is_refused_as_the_api_does: json!({
+        "request": with(json!({"temprature": 0.5})),
+        "error": {"param": "temprature", "message": "Unknown parameter: 'temprature'."},
+    });
+    defaults_of_refused_fields_ask_for_nothing: json!({
+        "request": with(json!({"background": false, "truncation": "disabled", "include": [],
+                               "top_logprobs": 0, "conversation": null, "prompt": null})),
+        "expect": {"/messages": [{"role": "user", "content": "x"}]},
+    });
+    mapped_fields_reach_the_chat_request: json!({
+        "request": with(json!({
+            "reasoning": {"effort": "high"}, "text": {"verbosity": "low"},
+            "service_tier": "flex", "prompt_cache_key": "k", "prompt_cache_retention": "24h",
+            "safety_identifier": "user-hash", "metadata": {"a": "1"}, "store": false,
+            "stream_options": {"include_obfuscation": false}, "max_tool_calls": 3,
+        })),
+        "expect": {
+            "/reasoning_effort": "high", "/verbosity": "low", "/service_tier": "flex",
+            "/prompt_cache_key": "k", "/prompt_cache_retention": "24h",
+            "/safety_identifier": "user-hash", "/metadata": "<absent>", "/store": "<absent>",
+            "/max_tool_calls": "<absent>", "/stream_options": "<absent>",
+        },
+    });
+}
+
+/// The field table of docs/contracts.md is this one, row for row: a field
+/// added to either without the other fails here.
+#[test]
+fn the_contracts_table_is_the_field_table() {
+    use crate::wire::translate::request::{FieldRule, RESPONSES_FIELDS};
+    let doc = include_str!("../../../../../docs/contracts.md");
+    let start = doc.find("<!-- responses-fields -->").expect("table start");
+    let end = doc.find("<!-- /responses-fields -->").expect("table end");
+    let documented: Vec<&str> = doc[start..end]
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .collect();
+    let expected: Vec<String> = RESPONSES_FIELDS
+        .iter()
+        .map(|(field, rule)| {
+            let (kind, how) = match rule {
+                FieldRule::Mapped(how) => ("mapped", how),
+                FieldRule::NotApplicable(why) => ("not applicable", why),
+                FieldRule::Refused(why) => ("refused (400, `param`)", why),
+            };
+            format!("| `{field}` | {kind} | {how} |")
+        })
+        .collect();
+    assert_eq!(documented, expected);
+}
+
+/// Each refused field, given a value that asks for something, is a 400
+/// naming it (the accepted ones are in `mapped_fields_reach_the_chat_request`).
+#[test]
+fn every_field_of_the_table_is_mapped_or_refused() {
+    use crate::wire::translate::request::{FieldRule, RESPONSES_FIELDS};
+    let asking = json!({
+        "background": true, "conversation": "conv_1", "prompt": {"id": "pmpt_1"},
+        "truncation": "auto", "include": ["message.output_text.logprobs"], "top_logprobs": 2,
+    });
+    for (field, rule) in RESPONSES_FIELDS {
+        if let FieldRule::Refused(_) = rule {
+            let value = asking
+                .get(*field)
+                .unwrap_or_else(|| panic!("no value for {field}"));
+            let request = with(json!({ *field: value.clone() }));
+            let refused =
+                responses_to_chat_request(&request, &[], &|_| None, "up").expect_err(field);
+            assert_eq!(refused.param.as_deref(), Some(*field));
+        }
+    }
+    assert_eq!(
+        asking.as_object().unwrap().len(),
+        RESPONSES_FIELDS
+            .iter()
+            .filter(|(_, rule)| matches!(rule, FieldRule::Refused(_)))
+            .count(),
+        "a value for each refused field"
+    );
 }
