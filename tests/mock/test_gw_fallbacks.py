@@ -15,8 +15,10 @@ import pytest
 
 from harness.pytest import stacks as testing
 from harness.pytest.gateway import (
+    CHAT,
     EACH_ENDPOINT,
     EACH_MODE,
+    ENDPOINTS,
     Gateways,
     ask,
     calls,
@@ -253,13 +255,21 @@ def test_a_non_retryable_status_is_returned_at_once(
     assert calls(mock_control, tag, second) == 0
 
 
-@pytest.mark.parametrize(
-    ("retry_after", "waits_at_least"),
-    [({"retry_after": 1}, 0.9), ({"retry_after_ms": 400}, 0.35)],
-    ids=["retry-after-seconds", "retry-after-ms"],
-)
-@EACH_ENDPOINT
-@EACH_MODE
+# OpenAI's retry-after-ms on every endpoint and mode, and Retry-After in whole seconds once: the
+# proxy reads both headers of any failed attempt in one place (dispatch's `retry_after`).
+RETRY_AFTER = [
+    pytest.param({"retry_after": 1}, 0.9, CHAT, False, id="retry-after-seconds-whole-chat"),
+    *(
+        pytest.param(
+            {"retry_after_ms": 400}, 0.35, endpoint, stream, id=f"retry-after-ms-{mode}-{endpoint}"
+        )
+        for endpoint in ENDPOINTS
+        for stream, mode in ((False, "whole"), (True, "stream"))
+    ),
+]
+
+
+@pytest.mark.parametrize(("retry_after", "waits_at_least", "endpoint", "stream"), RETRY_AFTER)
 @pytest.mark.slow
 def test_retry_after_is_honoured_before_trying_the_same_upstream_again(
     gateways: Gateways,

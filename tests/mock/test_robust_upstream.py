@@ -5,7 +5,8 @@ through and on responses translated onto chat, streamed or not; and the ledger r
 request exactly once, with that status.
 
 The client waits generously (30 s); nothing here asserts how long anything took: a proxy that
-ignored its timeouts would make the client time out, which fails the test.
+ignored its timeouts would make the client time out, which fails the test. A test that waits for
+a limit to run out gets that limit short, and checks the proxy's log names the one that ran out.
 """
 
 from __future__ import annotations
@@ -35,13 +36,27 @@ from harness.pytest.gateway import (
     stream_error_event,
     stream_text,
     unique,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.robustness, pytest.mark.slow]
 
 TEXT = "one two three four five six"
-# Each attempt: headers within 1 s, no gap over 500 ms, the whole within 2.5 s.
+# Each attempt: headers within 1 s, no gap over 500 ms, the whole within 2.5 s. A test that must
+# finish within the limits gets these (a body dripped in small pieces takes a while on a busy
+# machine).
 TIMEOUTS = {"timeout_ms": 1000, "idle_timeout_ms": 500, "total_timeout_ms": 2500}
+# A test that waits for one limit to run out gets that one shorter and the others as above: a
+# hang never ends, and a drip's 40-50 ms gaps stay far inside the idle limit, so the same limit
+# runs out, sooner. What the proxy then logs for the request names the limit (or, for a whole
+# body, that it stalled: the idle and the total limit end a body alike).
+HEAD = {**TIMEOUTS, "timeout_ms": 200}
+IDLE = {**TIMEOUTS, "idle_timeout_ms": 250}
+TOTAL = {**TIMEOUTS, "total_timeout_ms": 1000}
+NO_HEAD = "upstream timed out before responding"
+BODY_STALLED = "upstream body stalled"
+STREAM_IDLE = 'cause="idle timeout"'
+STREAM_TOTAL = 'cause="total timeout"'
 # Responses on an upstream that speaks them, and translated onto one that only speaks chat.
 TRANSLATED = "translated"
 ROUTES = {CHAT: "m", RESPONSES: "m", TRANSLATED: "chat-only"}
@@ -55,13 +70,19 @@ class Setup:
 
 
 @pytest.fixture
-def setup(gateways: Gateways) -> Setup:
+def limits() -> dict[str, int]:
+    """The upstreams' timeouts; a test that waits for one to run out parametrizes this."""
+    return TIMEOUTS
+
+
+@pytest.fixture
+def setup(gateways: Gateways, limits: dict[str, int]) -> Setup:
     native, chat_only = unique("rb-native"), unique("rb-chat")
     keys = Keys.make("acme")
     config = proxy_config(
         [
-            mock_upstream(native, **TIMEOUTS),
-            mock_upstream(chat_only, responses=False, **TIMEOUTS),
+            mock_upstream(native, **limits),
+            mock_upstream(chat_only, responses=False, **limits),
         ],
         [model("m", [native]), model("chat-only", [chat_only])],
         # One attempt: the status a fault maps to, not the outcome of a retry.
@@ -125,30 +146,43 @@ def call(setup: Setup, route: str, fault: str, *, stream: bool, request_id: str)
     return Outcome(response.status_code, code, text, completed, raw, records[0])
 
 
+def assert_logged(setup: Setup, request_id: str, line: str) -> None:
+    """The proxy logged `line` for the request: which limit ran out, or that a body stalled."""
+
+    def logged() -> list[str]:
+        return [
+            entry for entry in setup.gateway.log_text().splitlines() if f"={request_id} " in entry
+        ]
+
+    wait_for(lambda: any(line in entry for entry in logged()), what=f"{line!r} in the log")
+
+
 # --------------------------------------------------------------------------- whole answers
 
 
 @EACH_ROUTE
 @pytest.mark.parametrize(
-    ("fault", "status", "code"),
+    ("fault", "status", "code", "limits", "logged"),
     [
-        ("type=malformed_body", 502, "upstream_bad_response"),
-        ("type=reset", 502, "upstream_unreachable"),
-        ("type=truncate", 502, "upstream_disconnected"),
-        ("type=hang", 504, "upstream_timeout"),
-        ("type=hang;after_chunks=0", 504, "upstream_timeout"),
+        ("type=malformed_body", 502, "upstream_bad_response", TIMEOUTS, None),
+        ("type=reset", 502, "upstream_unreachable", TIMEOUTS, None),
+        ("type=truncate", 502, "upstream_disconnected", TIMEOUTS, None),
+        ("type=hang", 504, "upstream_timeout", HEAD, NO_HEAD),
+        ("type=hang;after_chunks=0", 504, "upstream_timeout", IDLE, BODY_STALLED),
         # Each byte well inside the idle limit, the whole far beyond the total one.
-        ("type=drip;bytes_per_write=1;delay_ms=40", 504, "upstream_timeout"),
+        ("type=drip;bytes_per_write=1;delay_ms=40", 504, "upstream_timeout", TOTAL, BODY_STALLED),
     ],
     ids=["malformed-body", "reset", "cut-body", "hang-before-headers", "hang-mid-body", "drip"],
 )
 def test_a_broken_whole_answer_is_a_documented_error(
-    setup: Setup, tag: str, route: str, fault: str, status: int, code: str
+    setup: Setup, tag: str, route: str, fault: str, status: int, code: str, logged: str | None
 ) -> None:
     outcome = call(setup, route, fault, stream=False, request_id=f"whole-{tag}")
     assert (outcome.status, outcome.code) == (status, code)
     assert outcome.record["status"] == status
     assert (outcome.record["prompt_tokens"], outcome.record["cost"]) == (0, 0)
+    if logged is not None:
+        assert_logged(setup, f"whole-{tag}", logged)
 
 
 @EACH_ROUTE
@@ -169,39 +203,41 @@ def test_a_whole_body_dripped_byte_by_byte_within_the_limits_arrives_intact(
 
 @EACH_ROUTE
 @pytest.mark.parametrize(
-    ("fault", "status", "code"),
+    ("fault", "status", "code", "limits", "logged"),
     [
-        ("type=reset", 502, "upstream_unreachable"),
-        ("type=hang", 504, "upstream_timeout"),
+        ("type=reset", 502, "upstream_unreachable", TIMEOUTS, None),
+        ("type=hang", 504, "upstream_timeout", HEAD, NO_HEAD),
         # A 200 that is not an event stream, and not JSON either.
-        ("type=malformed_body", 502, "upstream_bad_response"),
+        ("type=malformed_body", 502, "upstream_bad_response", TIMEOUTS, None),
         # A 200 with the whole JSON answer: an upstream that ignores `stream`.
-        ("type=ignore_stream", 502, "upstream_bad_response"),
+        ("type=ignore_stream", 502, "upstream_bad_response", TIMEOUTS, None),
     ],
     ids=["reset", "hang", "malformed-body", "whole-json"],
 )
 def test_a_stream_that_fails_before_its_first_byte_is_an_error_status(
-    setup: Setup, tag: str, route: str, fault: str, status: int, code: str
+    setup: Setup, tag: str, route: str, fault: str, status: int, code: str, logged: str | None
 ) -> None:
     outcome = call(setup, route, fault, stream=True, request_id=f"early-{tag}")
     assert (outcome.status, outcome.code) == (status, code)
     assert outcome.record["status"] == status
+    if logged is not None:
+        assert_logged(setup, f"early-{tag}", logged)
 
 
 @EACH_ROUTE
 @pytest.mark.parametrize(
-    ("fault", "status", "code"),
+    ("fault", "status", "code", "limits", "logged"),
     [
-        ("type=malformed_chunk;after_chunks=2", 502, "upstream_bad_response"),
-        ("type=not_sse;after_chunks=2", 502, "upstream_bad_response"),
-        ("type=truncate;after_chunks=2", 502, "upstream_truncated"),
-        ("type=disconnect;after_chunks=2", 502, "upstream_disconnected"),
-        ("type=hang;after_chunks=2", 504, "upstream_timeout"),
+        ("type=malformed_chunk;after_chunks=2", 502, "upstream_bad_response", TIMEOUTS, None),
+        ("type=not_sse;after_chunks=2", 502, "upstream_bad_response", TIMEOUTS, None),
+        ("type=truncate;after_chunks=2", 502, "upstream_truncated", TIMEOUTS, None),
+        ("type=disconnect;after_chunks=2", 502, "upstream_disconnected", TIMEOUTS, None),
+        ("type=hang;after_chunks=2", 504, "upstream_timeout", IDLE, STREAM_IDLE),
     ],
     ids=["not-json", "not-sse", "ends-early", "reset", "hang"],
 )
 def test_a_stream_broken_after_its_first_byte_ends_with_an_error_event(
-    setup: Setup, tag: str, route: str, fault: str, status: int, code: str
+    setup: Setup, tag: str, route: str, fault: str, status: int, code: str, logged: str | None
 ) -> None:
     outcome = call(setup, route, fault, stream=True, request_id=f"mid-{tag}")
     assert outcome.status == 200
@@ -213,9 +249,12 @@ def test_a_stream_broken_after_its_first_byte_ends_with_an_error_event(
     assert "\nthis line is not server-sent events" not in outcome.raw
     assert outcome.record["status"] == status
     assert outcome.record["cost"] == 0
+    if logged is not None:
+        assert_logged(setup, f"mid-{tag}", logged)
 
 
 @EACH_ROUTE
+@pytest.mark.parametrize("limits", [TOTAL], ids=["short-total"])
 def test_a_stream_that_drips_past_the_total_timeout_ends_with_an_error_event(
     setup: Setup, tag: str, route: str
 ) -> None:
@@ -228,6 +267,7 @@ def test_a_stream_that_drips_past_the_total_timeout_ends_with_an_error_event(
     assert not outcome.completed
     assert reply_to(TEXT).startswith(outcome.text) and outcome.text != reply_to(TEXT)
     assert outcome.record["status"] == 504
+    assert_logged(setup, f"drip-{tag}", STREAM_TOTAL)
 
 
 @EACH_ROUTE

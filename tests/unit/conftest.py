@@ -3,6 +3,7 @@ test_mock_faults.py): a mock of each test module's own, and raw HTTP to it."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +18,14 @@ def mock_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def tls() -> ssl.SSLContext:
+    """One TLS context for every test's client: httpx builds a new one for each client, and
+    loading the CA bundle takes tens of milliseconds. The mock speaks plain HTTP anyway."""
+    return ssl.create_default_context()
+
+
 @pytest.fixture
-def http(mock_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock_url, timeout=10) as client:
+def http(mock_url: str, tls: ssl.SSLContext) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=mock_url, timeout=10, verify=tls) as client:
         yield client

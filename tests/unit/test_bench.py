@@ -337,6 +337,7 @@ def test_ms_formatting() -> None:
     assert report.ms(None) == "-"
 
 
+@pytest.mark.slow
 def test_the_plot_is_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "latency.png"

@@ -84,6 +84,7 @@ def results_dir(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- a whole run
 
 
+@pytest.mark.slow
 def test_a_whole_run_drives_every_phase_and_writes_the_results(
     scene: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -181,6 +182,7 @@ def test_without_cargo_the_build_fails_clearly(
     assert "cargo not found on PATH" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "only", "code", "said", "unsaid", "mode", "targets"),
     [

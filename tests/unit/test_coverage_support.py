@@ -247,6 +247,7 @@ def test_collect_copies_each_stack_and_skips_vanished_ones(state: Path, tmp_path
     assert (destination / "pytest-42" / "proxy.log").read_text() == "pytest-42 proxy\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("outcome", "copied"), [("assert False", True), ("pass", False)])
 def test_plugin_copies_the_run_logs_only_when_the_run_fails(
     state: Path, tmp_path: Path, outcome: str, copied: bool
@@ -261,10 +262,13 @@ def test_plugin_copies_the_run_logs_only_when_the_run_fails(
     inherited = {
         name: value
         for name, value in os.environ.items()
-        if name not in {"SWITCHYARD_STACK", "SWITCHYARD_BASE_URL", "SWITCHYARD_REUSE"}
+        if name
+        not in {"SWITCHYARD_STACK", "SWITCHYARD_BASE_URL", "SWITCHYARD_REUSE", "PYTEST_ADDOPTS"}
     }
     env = {
         **inherited,
+        # Only the plugin under test: the installed ones (the fuzzers') cost seconds to import.
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         "SWITCHYARD_STATE_DIR": str(state.parent),
         "SWITCHYARD_PYTEST_OWNER": "42",
         failure_logs.DESTINATION_ENV: str(destination),

@@ -5,10 +5,12 @@ argparse-derived options (`invoke_support`). nox itself is not needed: a fake se
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.mark.expression import Expression
 from invoke import Context, Exit
 
 from harness.checks import smoke_cli
@@ -288,3 +290,34 @@ def test_the_quick_loop_skips_only_modules_whose_tests_are_all_slow(module: str)
         and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)
     ]
     assert "pytest.mark.slow" in ast.unparse(marks)
+
+
+# Every set of the markers that decide where a unit test runs.
+SELECTING_MARKERS = ("slow", "chaos", "built_proxy")
+MARKER_SETS = [
+    set(chosen)
+    for count in range(len(SELECTING_MARKERS) + 1)
+    for chosen in itertools.combinations(SELECTING_MARKERS, count)
+]
+
+
+def selects(expression: str, marks: set[str]) -> bool:
+    return Expression.compile(expression).evaluate(lambda name, **_: name in marks)
+
+
+def marker_expression(args: tuple[str, ...]) -> str:
+    return args[args.index("-m") + 1]
+
+
+@pytest.mark.parametrize("marks", MARKER_SETS, ids=lambda marks: "+".join(sorted(marks)) or "-")
+def test_the_quick_unit_loop_leaves_out_only_slow_tests_and_unit_full_only_built_proxy(
+    marks: set[str],
+) -> None:
+    """`nox -s unit` runs a test unless it is slow (or built_proxy); `nox -s unit_full`, which CI
+    runs, unless it is built_proxy, and those reliability (a chaos test) or coverage runs."""
+    quick = selects(marker_expression(nox_support.UNIT_QUICK), marks)
+    full = selects(marker_expression(nox_support.UNIT_FULL), marks)
+    assert quick == (full and "slow" not in marks)
+    assert full == ("built_proxy" not in marks)
+    if not full and "chaos" in marks:
+        assert selects(reliability.MARKERS, marks)

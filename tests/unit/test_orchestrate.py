@@ -300,6 +300,7 @@ def write_test(path: Path, body: str) -> None:
     path.write_text(textwrap.dedent(body))
 
 
+@pytest.mark.slow
 def test_test_runs_pytest_in_the_root_and_returns_its_exit_code(
     scene: Scene, light_pytest: None
 ) -> None:
@@ -335,6 +336,7 @@ def tiers_for_setup(scene: Scene, monkeypatch: pytest.MonkeyPatch, **tiers: str)
         write_test(scene.root / "tests" / tier / f"test_{tier[0]}.py", body)
 
 
+@pytest.mark.slow
 def test_setup_and_test_runs_the_tiers_on_its_own_stack_and_stops_it(
     scene: Scene,
     light_pytest: None,
@@ -355,6 +357,7 @@ def test_setup_and_test_runs_the_tiers_on_its_own_stack_and_stops_it(
     assert (scene.root / "reports" / "junit-mock.xml").is_file()
 
 
+@pytest.mark.slow
 def test_setup_and_test_reports_a_failed_tier_and_still_stops_the_stack(
     scene: Scene,
     light_pytest: None,

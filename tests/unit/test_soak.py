@@ -281,6 +281,7 @@ def test_milliseconds_and_sizes() -> None:
     assert report.signed(None, "KiB") == "-"
 
 
+@pytest.mark.slow
 def test_the_plot_is_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "soak.png"

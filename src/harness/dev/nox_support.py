@@ -87,12 +87,22 @@ def pytest(
 # process (every xdist worker) seconds.
 FUZZ_MODULES = ("tests/mock/test_fuzz.py", "tests/mock/test_schemathesis.py")
 # Serial: about 30 tests finish sooner than extra workers start (each imports openai, ~2 s).
+FUZZ_PLUGINS_OFF = ("-p", "no:schemathesis", "-p", "no:hypothesispytest")
 QUICK_MOCK = (
     "--quick",
     *("-n", "0"),
     *(f"--ignore={module}" for module in FUZZ_MODULES),
-    *("-p", "no:schemathesis", "-p", "no:hypothesispytest"),
+    *FUZZ_PLUGINS_OFF,
 )
+
+# The unit tier's dev loop (`nox -s unit`) leaves out the tests marked slow: the chaos kills,
+# whole nested runs of invoke, pytest and the benchmark, and the plots. `nox -s unit_full` runs
+# them too, as CI does. Neither runs the cases marked built_proxy: they need the release proxy,
+# so they wait for the sessions that build it (reliability runs them three times, coverage once).
+# No unit test fuzzes, so neither loads the fuzzers' plugins (seconds in every xdist worker).
+# The quick loop sends each module to one worker: the mock-wire modules start a mock each.
+UNIT_QUICK = ("-m", "not slow and not built_proxy", "--dist", "loadfile", *FUZZ_PLUGINS_OFF)
+UNIT_FULL = ("-m", "not built_proxy", *FUZZ_PLUGINS_OFF)
 
 # pytest options whose value is the next argument, so that value is never taken for a path.
 VALUED_OPTIONS = frozenset(
