@@ -30,16 +30,23 @@ nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"  # the `uv sync` of every session says so too
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = "CI" in os.environ
-nox.options.sessions = ["lint", "rust", "unit", "mock_full"]
+nox.options.sessions = ["lint", "rust", "unit_full", "mock_full"]
 
 
 @nox.session(python=THIS_PYTHON)
 def unit(session: nox.Session) -> None:
-    """Unit tier: the harness and the mock upstream's fidelity to the openai SDK."""
+    """Unit tier, the dev loop: the harness and the mock's fidelity, without the slow tests."""
+    sync(session, "test", "bench")
+    pytest(session, "unit", "tests/unit", *nox_support.UNIT_QUICK)
+
+
+@nox.session(python=THIS_PYTHON, name="unit_full")
+def unit_full(session: nox.Session) -> None:
+    """Unit tier, all of it: the dev loop and the slow tests (chaos kills, nested runs, plots)."""
     sync(session, "test", "bench")
     # The unit tier needs nothing built: the chaos cases that run the real stack wait for the
     # sessions that build the proxy first (reliability runs them three times, coverage once).
-    pytest(session, "unit", "tests/unit", "-m", "not built_proxy")
+    pytest(session, "unit_full", "tests/unit", *nox_support.UNIT_FULL)
 
 
 @nox.session(python=THIS_PYTHON)

@@ -12,16 +12,19 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import openai
 import pytest
 
 from harness.pytest import stacks as testing
-from harness.pytest.gateway import CLIENT_KEY, Gateways
 from harness.runtime import owners
 from harness.runtime.process import sweep_abandoned
+
+if TYPE_CHECKING:
+    import openai
+
+    from harness.pytest.gateway import Gateways
 
 TIER_MARKERS = ("unit", "mock", "integration")
 
@@ -153,6 +156,12 @@ def tag() -> str:
 @pytest.fixture
 def client(proxy_url: str, tag: str) -> Iterator[openai.OpenAI]:
     """The official SDK, pointed at the proxy; every request carries the test's mock tag."""
+    # Imported here, not with the plugin: the SDK takes a second to import, and a run whose
+    # tests never ask for a client (the unit tier's controller, say) should not pay it.
+    import openai
+
+    from harness.pytest.gateway import CLIENT_KEY
+
     with openai.OpenAI(
         base_url=f"{proxy_url}/v1",
         api_key=CLIENT_KEY,
@@ -167,6 +176,8 @@ def client(proxy_url: str, tag: str) -> Iterator[openai.OpenAI]:
 @pytest.fixture
 def http(proxy_url: str, tag: str) -> Iterator[httpx.Client]:
     """Raw HTTP to the proxy, for wire details the SDK hides."""
+    from harness.pytest.gateway import CLIENT_KEY
+
     headers = {"x-mock-tag": tag, "authorization": f"Bearer {CLIENT_KEY}"}
     with httpx.Client(base_url=proxy_url, headers=headers, timeout=30) as raw:
         yield raw
@@ -187,6 +198,8 @@ def upstream_key(stack: testing.StackHandle) -> str:
 
 @pytest.fixture
 def gateways(stack: testing.StackHandle, tag: str) -> Iterator[Gateways]:
+    from harness.pytest.gateway import Gateways
+
     """Private proxies for one test, wired to the shared mock; all stopped when it ends."""
     with Gateways(stack, tag) as started:
         yield started
