@@ -120,6 +120,22 @@ def test_prepare_stack_builds_the_services_and_finds_redis(
     assert [line.split(":")[0] for line in session.lines] == ["building front"]
 
 
+def test_prepare_stack_builds_nothing_for_an_external_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = make_scene(tmp_path, monkeypatch)
+    build = [sys.executable, "-c", "open('built', 'w').close()"]
+    scene.write_config(toy_service("front", build=build))
+    monkeypatch.setenv("SWITCHYARD_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PATH", str(scene.bin))  # no redis-server either: none is needed
+    session = SessionLog()
+    nox_support.prepare_stack(session)
+    assert not (scene.root / "built").exists()
+    assert session.lines == [
+        "SWITCHYARD_BASE_URL is set: testing http://127.0.0.1:9, nothing to build"
+    ]
+
+
 def test_prepare_stack_without_redis_and_without_apt_get_fails_clearly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
