@@ -351,7 +351,7 @@ pub fn backoff(retry: &RetryConfig, retry_number: u32, retry_after: Option<Durat
         .base_backoff_ms
         .saturating_mul(1u64 << exponent)
         .min(retry.max_backoff_ms);
-    Duration::from_millis(rand::random_range(0..=ceiling))
+    Duration::from_millis(fastrand::u64(0..=ceiling))
 }
 
 /// `retry-after-ms` (OpenAI's, more precise) or `Retry-After` in seconds.
