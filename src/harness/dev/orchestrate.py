@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from harness.runtime import console, paths, stack, toolchain
+from harness.runtime import console, envfile, paths, stack, toolchain
 from harness.runtime.process import run, signals_as_exceptions, tail
 
 INTEGRATION_ENV = "OPENAI_API_KEY"
@@ -148,6 +148,9 @@ def setup_and_test(workers: str = "auto") -> bool:
     overall = time.monotonic()
     results: list[TierResult] = []
     the_stack = stack.load(stack.owned_stack_id("setup-and-test"), owner_pid=os.getpid())
+    taken = envfile.load_keys()
+    if taken:
+        console.info(f"from {envfile.env_file()}: {', '.join(taken)}")
     with signals_as_exceptions():
         try:
             sweep(quiet=True)

@@ -1,6 +1,7 @@
 """The integration tier's proxy: the stack's proxy binary in front of a real OpenAI-compatible
 endpoint (OPENAI_BASE_URL, default https://api.openai.com/v1), serving one model
-(SWITCHYARD_INTEGRATION_MODEL, default gpt-4o-mini)."""
+(SWITCHYARD_INTEGRATION_MODEL, default gpt-4o-mini). Each may come from the repository's `.env`
+(`harness.runtime.envfile`); the environment wins."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import os
 
 from harness.pytest import stacks as testing
 from harness.pytest.proxy_configs import SERVER_DEFAULTS, model
+from harness.runtime import envfile
 from harness.runtime.config import toml_document
 from harness.runtime.stack import Stack
 
+# Before anything reads them: the tier's conftest imports this module first.
+envfile.load_keys()
 MODEL = os.environ.get("SWITCHYARD_INTEGRATION_MODEL", "gpt-4o-mini")
 
 # The key stays in the environment: the rendered config names the variable, never the value.
