@@ -70,7 +70,11 @@ pub async fn retrieve_model(
 ) -> Result<Json<Value>, ApiError> {
     let id = match id {
         Ok(Path(id)) => id,
-        Err(_) => uri.path().trim_start_matches("/v1/models/").to_owned(),
+        Err(_) => uri
+            .path()
+            .strip_prefix("/v1/models/")
+            .unwrap_or_default()
+            .to_owned(),
     };
     match state.config.models.iter().find(|model| model.name == id) {
         Some(model) => Ok(Json(model_object(&state, &model.name))),

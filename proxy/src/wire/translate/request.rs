@@ -70,6 +70,8 @@ pub type ItemLookup<'a> = dyn Fn(&str) -> Option<Value> + 'a;
 /// What becomes of a Responses request field on a chat-only upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldRule {
+    /// Sent upstream as it is, under the same name (chat has the same field).
+    Copied,
     /// Sent upstream in its chat shape (under this chat name, or as messages).
     Mapped(&'static str),
     /// Means nothing to a chat upstream, and nothing is lost: the reason.
@@ -98,20 +100,17 @@ pub const RESPONSES_FIELDS: &[(&str, FieldRule)] = &[
         "max_output_tokens",
         FieldRule::Mapped("max_completion_tokens"),
     ),
-    ("temperature", FieldRule::Mapped("temperature")),
-    ("top_p", FieldRule::Mapped("top_p")),
-    ("user", FieldRule::Mapped("user")),
+    ("temperature", FieldRule::Copied),
+    ("top_p", FieldRule::Copied),
+    ("user", FieldRule::Copied),
     (
         "metadata",
         FieldRule::NotApplicable("echoed on the Response; chat takes it only with store"),
     ),
-    ("service_tier", FieldRule::Mapped("service_tier")),
-    ("prompt_cache_key", FieldRule::Mapped("prompt_cache_key")),
-    (
-        "prompt_cache_retention",
-        FieldRule::Mapped("prompt_cache_retention"),
-    ),
-    ("safety_identifier", FieldRule::Mapped("safety_identifier")),
+    ("service_tier", FieldRule::Copied),
+    ("prompt_cache_key", FieldRule::Copied),
+    ("prompt_cache_retention", FieldRule::Copied),
+    ("safety_identifier", FieldRule::Copied),
     (
         "reasoning",
         FieldRule::Mapped("reasoning_effort (reasoning.effort; a summary is refused)"),
@@ -250,17 +249,11 @@ pub fn responses_to_chat_request(
     if let Some(max) = present(req, "max_output_tokens") {
         body.insert("max_completion_tokens".into(), max.clone());
     }
-    for key in [
-        "temperature",
-        "top_p",
-        "user",
-        "service_tier",
-        "prompt_cache_key",
-        "prompt_cache_retention",
-        "safety_identifier",
-    ] {
-        if let Some(value) = present(req, key) {
-            body.insert(key.into(), value.clone());
+    for (key, rule) in RESPONSES_FIELDS {
+        if *rule == FieldRule::Copied
+            && let Some(value) = present(req, key)
+        {
+            body.insert((*key).into(), value.clone());
         }
     }
     if let Some(effort) = present(req, "reasoning").and_then(|r| present(r, "effort")) {

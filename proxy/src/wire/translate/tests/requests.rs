@@ -516,6 +516,7 @@ fn the_contracts_table_is_the_field_table() {
         .iter()
         .map(|(field, rule)| {
             let (kind, how) = match rule {
+                FieldRule::Copied => ("mapped", &"the same field"),
                 FieldRule::Mapped(how) => ("mapped", how),
                 FieldRule::NotApplicable(why) => ("not applicable", why),
                 FieldRule::Refused(why) => ("refused (400, `param`)", why),
