@@ -207,6 +207,13 @@ def children_named(parent: subprocess.Popen[bytes], needle: str) -> list[psutil.
     return [p for p in procs if needle in " ".join(_cmdline(p))]
 
 
+def running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _cmdline(proc: psutil.Process) -> list[str]:
     try:
         return proc.cmdline()
@@ -268,11 +275,7 @@ def test_killed_during_the_build(tmp_path: Path, sig: signal.Signals, leftovers)
     )
     [builder] = children_named(orchestrator, marker)
     interrupt(orchestrator, sig)
-    eventually(
-        lambda: not builder.is_running() or builder.status() == psutil.STATUS_ZOMBIE,
-        "the build to stop",
-        within=10,
-    )
+    eventually(lambda: not running(builder), "the build to stop", within=10)
     assert_clean_after(scene, sig)
 
 
@@ -281,15 +284,17 @@ def test_killed_while_the_tests_run(tmp_path: Path, sig: signal.Signals, leftove
     scene = scene_with(tmp_path)
     leftovers.append(scene)
     orchestrator = scene.invoke("setup-and-test", "--workers", "1")
+    # Not "pytest" alone: the toy server's path has it too, and it starts before the tests.
     eventually(
-        lambda: children_named(orchestrator, "pytest"),
+        lambda: children_named(orchestrator, "-m pytest"),
         "the tests to start",
         orchestrator=orchestrator,
         scene=scene,
     )
+    tests = children_named(orchestrator, "-m pytest")
     assert scene.servers(), "the stack is up while the tests run"
     interrupt(orchestrator, sig)
-    eventually(lambda: not children_named(orchestrator, "pytest"), "pytest to stop", within=10)
+    eventually(lambda: not any(map(running, tests)), "pytest to stop", within=10)
     assert_clean_after(scene, sig)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 from harness.pytest import strangers
 from harness.pytest.procs import TOY, gone
 from harness.runtime import owners
+from harness.runtime import process as process_module
 from harness.runtime.poll import backoff_delays, wait_until
 from harness.runtime.process import (
     OWNER_ENV,
@@ -30,9 +32,11 @@ from harness.runtime.process import (
     _wait_gone,
     attach,
     clean_stale_pid_file,
+    deferred_interrupts,
     pick_free_port,
     read_pid_file,
     run,
+    signals_as_exceptions,
     start_service,
     stop_record,
     tail,
@@ -269,6 +273,50 @@ def test_descendant_that_left_the_group_is_found_by_its_marker(tmp_path: Path) -
     assert os.getpgid(child) != service.record.pgid, "the child runs in a session of its own"
     service.stop(grace=0.3)
     assert gone(child)
+
+
+def _ours(tmp_path: Path) -> list[int]:
+    prefix = f"unit-{tmp_path.name}/"
+    return [proc.pid for proc in psutil.process_iter() if _marker_of(proc).startswith(prefix)]
+
+
+# Steps between the fork and the PID file: an interrupt there must not leave a server that no
+# PID file names. Each case sends SIGTERM to us from inside one step.
+WINDOW_STEPS = {
+    "taking the new process's handle": "Service",
+    "reading its start time": "identity",
+    "writing its PID file": "write_pid_file",
+}
+
+
+@pytest.mark.parametrize("step", list(WINDOW_STEPS.values()), ids=list(WINDOW_STEPS))
+def test_an_interrupt_between_the_fork_and_the_pid_file_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    module = owners if step == "identity" else process_module
+    real = getattr(module, step)
+
+    def interrupted(*args: object) -> object:
+        if args and args[0] != os.getpid():
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+
+    monkeypatch.setattr(module, step, interrupted)
+    spec = toy_spec(tmp_path)
+    with signals_as_exceptions(), pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        start_service(spec)
+    wait_until(lambda: not _ours(tmp_path), what="the half-started server to be gone", timeout=5)
+    assert not spec.pid_file.exists()
+
+
+def test_deferred_interrupts_hold_a_signal_until_the_block_ends() -> None:
+    reached_the_end = False
+    interrupted = pytest.raises(KeyboardInterrupt, match="SIGTERM")
+    with signals_as_exceptions(), interrupted, deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        reached_the_end = True
+    assert reached_the_end
 
 
 # ----------------------------------------------------------------------------- foreground

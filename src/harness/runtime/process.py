@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -273,32 +274,37 @@ def start_service(spec: ServiceSpec) -> Service:
     # Registered before it exists: a starter killed right after the fork leaves an entry the
     # sweep finds the server by (its marker).
     owners.write(Path(record.registry), {**entry, "record": asdict(record)})
-    with open(spec.log_file, "wb") as log:
-        try:
-            popen = subprocess.Popen(
-                spec.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=spec.cwd,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            owners.forget(record.registry)
-            raise ServiceStartError(
-                spec.name, f"cannot run {spec.command[0]}: {exc}", None, None
-            ) from exc
-    record.pid = popen.pid
-    record.started = owners.identity(popen.pid)["started"]
-    owners.write(Path(record.registry), {**entry, "record": asdict(record)})
-    write_pid_file(spec.pid_file, record)
-    service = Service(spec, record, popen)
+    # From the fork until the PID file is written, nothing else could find the server to stop
+    # it: a Ctrl-C or SIGTERM there is held until the file exists, then stops it here.
+    service: Service | None = None
     try:
+        with deferred_interrupts():
+            with open(spec.log_file, "wb") as log:
+                try:
+                    popen = subprocess.Popen(
+                        spec.command,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        cwd=spec.cwd,
+                        env=env,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    owners.forget(record.registry)
+                    raise ServiceStartError(
+                        spec.name, f"cannot run {spec.command[0]}: {exc}", None, None
+                    ) from exc
+            record.pid = popen.pid
+            service = Service(spec, record, popen)
+            record.started = owners.identity(popen.pid)["started"]
+            owners.write(Path(record.registry), {**entry, "record": asdict(record)})
+            write_pid_file(spec.pid_file, record)
         _wait_until_ready(service)
     except BaseException:
         # Whatever interrupted the start (failure, Ctrl-C), leave nothing behind.
-        service.stop(grace=1.0)
+        if service is not None:
+            service.stop(grace=1.0)
         raise
     return service
 
@@ -572,6 +578,33 @@ def signals_as_exceptions() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver the first one to
+    the handler that was in place: for a few steps that must not be cut in half. Off the main
+    thread (where no handler can be set) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in INTERRUPTS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if held:
+            # Re-sent, so the signal meets exactly what it would have met outside the block.
+            os.kill(os.getpid(), held[0])
 
 
 def tail(path: Path | str, lines: int = LOG_TAIL_LINES) -> str:
