@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from harness.mock.content import (
+    Entry,
     Message,
     Options,
     ToolCall,
@@ -23,7 +24,13 @@ from harness.mock.faults import (
     parse_fault,
     parse_fault_header,
 )
-from harness.mock.state import Counts, RequestLog, ResponseStore, loggable_headers
+from harness.mock.state import (
+    Counts,
+    RequestLog,
+    ResponseStore,
+    StoredResponse,
+    loggable_headers,
+)
 from harness.mock.validation import chat_conversation, responses_input
 
 
@@ -263,16 +270,31 @@ def test_counts_aggregate_by_upstream_and_filter_by_tag():
     assert counts.summary(None)["total"] == 1
 
 
+def _stored(*conversation: Entry, items: dict[str, tuple[Entry, ...]] | None = None):
+    return StoredResponse({"object": "response"}, [], conversation, items or {})
+
+
 def test_response_store_evicts_the_oldest_and_is_scoped_by_upstream():
     store = ResponseStore(capacity=2)
     call = ToolCall("call_1", "f", "{}", "fc_1")
-    store.put("a", "r1", (Message("user", "one"), call), {"fc_1": (call,)})
-    store.put("a", "r2", (Message("user", "two"),))
+    store.put("a", "r1", _stored(Message("user", "one"), call, items={"fc_1": (call,)}))
+    store.put("a", "r2", _stored(Message("user", "two")))
     assert store.item("a", "fc_1") == (call,)
     assert store.item("b", "fc_1") is None
-    store.put("a", "r3", (Message("user", "three"), ToolResult("call_1", "x")))
+    store.put("a", "r3", _stored(Message("user", "three"), ToolResult("call_1", "x")))
     assert store.get("a", "r1") is None
     # The items of an evicted response go with it.
     assert store.item("a", "fc_1") is None
     assert store.get("a", "r3") == (Message("user", "three"), ToolResult("call_1", "x"))
     assert store.get("b", "r3") is None
+
+
+def test_a_deleted_response_takes_its_items_with_it():
+    store = ResponseStore()
+    call = ToolCall("call_1", "f", "{}", "fc_1")
+    store.put("a", "r1", _stored(call, items={"fc_1": (call,)}))
+    assert not store.delete("b", "r1"), "another upstream does not hold it"
+    assert store.delete("a", "r1")
+    assert store.response("a", "r1") is None
+    assert store.item("a", "fc_1") is None
+    assert not store.delete("a", "r1"), "a second delete finds nothing"

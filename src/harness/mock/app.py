@@ -7,6 +7,7 @@ import asyncio
 import enum
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,13 @@ from harness.mock.faults import (
     parse_fault_header,
     reset_connection,
 )
-from harness.mock.state import Counts, RequestLog, ResponseStore, loggable_headers
+from harness.mock.state import (
+    Counts,
+    RequestLog,
+    ResponseStore,
+    StoredResponse,
+    loggable_headers,
+)
 from harness.mock.validation import Rejected, chat_request, responses_request
 
 UPSTREAM_NAME = r"[A-Za-z0-9_.-]+"
@@ -43,6 +50,9 @@ ENDPOINTS = {
     "responses": ("POST", "responses"),
     "models": ("GET", "models"),
 }
+# `responses/{id}` (retrieve, delete) and `responses/{id}/input_items` (list).
+STORED_RESPONSE_PATH = re.compile(r"responses/(?P<id>[^/]+)(?P<items>/input_items)?")
+STORED_RESPONSE_METHODS = {False: ("GET", "DELETE"), True: ("GET",)}
 # Mid-stream faults on a non-streaming request: the nearest non-streaming equivalent.
 STREAM_ERROR_STATUS = 500
 MALFORMED_JSON_BODY = b"{not json"
@@ -390,15 +400,15 @@ async def responses(call: Call) -> web.StreamResponse:
     history: tuple[Entry, ...] = ()
     previous_id = body.get("previous_response_id")
     if previous_id is not None:
-        stored = store.get(call.upstream, previous_id) if isinstance(previous_id, str) else None
-        if stored is None:
+        previous = store.get(call.upstream, previous_id) if isinstance(previous_id, str) else None
+        if previous is None:
             raise Rejected(
                 404,
                 f"Previous response with id '{previous_id}' not found.",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        history = stored
+        history = previous
     limit = token_limit(body, ("max_output_tokens",))
     request = responses_request(
         body, limit, history, lambda item_id: store.item(call.upstream, item_id)
@@ -412,23 +422,112 @@ async def responses(call: Call) -> web.StreamResponse:
     response_id = new_id("resp_")
     message_id = new_id("msg_")
     created_at = int(time.time())
-    if fault is None or fault.type not in {"disconnect", "stream_error", "truncate", "hang"}:
+    final = formats.final_response(response_id, message_id, created_at, body, request.echo, answer)
+    if fault_completes(fault) and body.get("store") is not False:
         # Stored before the reply goes out: the client may continue as soon as it reads it.
-        store.put(
-            call.upstream,
-            response_id,
+        kept = StoredResponse(
+            final,
+            input_items(input_value),
             (*conversation, *answer.entries()),
             formats.stored_items(message_id, answer),
         )
+        store.put(call.upstream, response_id, kept)
     if stream:
         script = formats.responses_stream(
             response_id, message_id, created_at, body, request.echo, answer
         )
         return await call.stream(script, fault)
-    return await call.whole(
-        formats.final_response(response_id, message_id, created_at, body, request.echo, answer),
-        fault,
-    )
+    return await call.whole(final, fault)
+
+
+# Faults after which the response never completes: nothing is stored.
+INCOMPLETE_FAULTS = frozenset({"disconnect", "stream_error", "truncate", "hang"})
+
+
+def fault_completes(fault: Fault | None) -> bool:
+    return fault is None or fault.type not in INCOMPLETE_FAULTS
+
+
+# The prefix of the id an input item without one gets, by type.
+INPUT_ITEM_ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_"}
+
+
+def input_items(value: str | list[Any]) -> list[dict[str, Any]]:
+    """A request's `input` as `input_items.list` gives it back: each item with an id, and a
+    message's text content as content parts."""
+    items = [{"role": "user", "content": value}] if isinstance(value, str) else value
+    listed = []
+    for item in items:
+        kind = item.get("type", "message")
+        listed_item = {**item, "type": kind}
+        if kind == "message":
+            role = item.get("role")
+            part = "output_text" if role == "assistant" else "input_text"
+            content = item.get("content")
+            if isinstance(content, str):
+                text_part: dict[str, Any] = {"type": part, "text": content}
+                if part == "output_text":
+                    text_part["annotations"] = []
+                listed_item["content"] = [text_part]
+            listed_item.setdefault("status", "completed")
+        listed_item.setdefault("id", new_id(INPUT_ITEM_ID_PREFIXES.get(kind, "item_")))
+        listed.append(listed_item)
+    return listed
+
+
+INPUT_ITEMS_DEFAULT_LIMIT = 20
+INPUT_ITEMS_MAX_LIMIT = 100
+
+
+async def stored_response(call: Call, response_id: str, listing: bool) -> web.StreamResponse:
+    """`responses.retrieve`, `responses.delete` and `input_items.list` of a stored response."""
+    stored = call.state.responses.response(call.upstream, response_id)
+    if stored is None:
+        raise Rejected(404, f"Response with id '{response_id}' not found.")
+    if listing:
+        return call.json(page_of(stored.input_items, call.request.query), "ok")
+    if call.request.method == "DELETE":
+        call.state.responses.delete(call.upstream, response_id)
+        return call.json({"id": response_id, "object": "response", "deleted": True}, "ok")
+    if call.request.query.get("stream", "false") != "false":
+        raise Rejected(400, "The mock does not stream a stored response again.", param="stream")
+    return call.json(stored.response, "ok")
+
+
+def page_of(items: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+    """One page of a list, as the API pages input items: newest first unless `order=asc`,
+    `limit` 1-100 (20 by default), after or before an item id."""
+    order = query.get("order", "desc")
+    if order not in {"asc", "desc"}:
+        raise Rejected(
+            400,
+            f"Invalid value for 'order': expected 'asc' or 'desc', got '{order}'.",
+            param="order",
+        )
+    try:
+        limit = int(query.get("limit", INPUT_ITEMS_DEFAULT_LIMIT))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= INPUT_ITEMS_MAX_LIMIT:
+        raise Rejected(
+            400,
+            f"Invalid 'limit': expected an integer from 1 to {INPUT_ITEMS_MAX_LIMIT}.",
+            param="limit",
+        )
+    ordered = items if order == "asc" else items[::-1]
+    ids = [item["id"] for item in ordered]
+    if "after" in query:
+        ordered = ordered[ids.index(query["after"]) + 1 :] if query["after"] in ids else []
+    if "before" in query:
+        ordered = ordered[: ids.index(query["before"])] if query["before"] in ids else []
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }
 
 
 MODELS_BODY = formats.models_list()
@@ -448,7 +547,11 @@ async def upstream_endpoint(request: web.Request) -> web.StreamResponse:
     upstream = request.match_info.get("upstream", DEFAULT_UPSTREAM)
     endpoint = request.match_info["endpoint"]
     method, kind = ENDPOINTS.get(endpoint, (None, "other"))
-    if method != request.method or (kind == "responses" and CHAT_ONLY in request.match_info):
+    stored = STORED_RESPONSE_PATH.fullmatch(endpoint)
+    if stored is not None and request.method in STORED_RESPONSE_METHODS[bool(stored["items"])]:
+        method, kind = request.method, "stored"
+    chat_only = CHAT_ONLY in request.match_info
+    if method != request.method or (kind in {"responses", "stored"} and chat_only):
         kind = "other"
     call = Call(request, request.app[STATE], upstream, kind)
     if kind == "other":
@@ -456,6 +559,8 @@ async def upstream_endpoint(request: web.Request) -> web.StreamResponse:
         error = formats.error_body(message, "invalid_request_error", code="unknown_url")
         return call.json(error, "error", status=404)
     try:
+        if stored is not None:
+            return await stored_response(call, stored["id"], listing=bool(stored["items"]))
         return await ENDPOINT_HANDLERS[kind](call)
     except Rejected as rejection:
         return call.json(rejection.body, "error", status=rejection.status)

@@ -7,6 +7,7 @@ import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.mock.content import Entry
@@ -135,8 +136,9 @@ class Counts:
 
 
 class ResponseStore:
-    """The conversations behind the responses the mock produced, for `previous_response_id`,
-    and their output items by id, for `item_reference` input items.
+    """The responses the mock produced, as `responses.retrieve` and `input_items.list` read
+    them, the conversations behind them, for `previous_response_id`, and their output items
+    by id, for `item_reference` input items.
 
     A conversation keeps whole entries (messages, refusals as their text, function calls with
     their `call_id`), so a later `function_call_output` can answer a call of an earlier
@@ -146,30 +148,45 @@ class ResponseStore:
 
     def __init__(self, capacity: int = RESPONSE_STORE_CAPACITY) -> None:
         self._capacity = capacity
-        self._conversations: OrderedDict[tuple[str, str], tuple[Entry, ...]] = OrderedDict()
-        # (upstream, item id) -> the item's entries; (upstream, response id) -> its item ids.
+        self._stored: OrderedDict[tuple[str, str], StoredResponse] = OrderedDict()
+        # (upstream, item id) -> the item's entries.
         self._items: dict[tuple[str, str], tuple[Entry, ...]] = {}
-        self._item_ids: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    def put(
-        self,
-        upstream: str,
-        response_id: str,
-        conversation: tuple[Entry, ...],
-        items: Mapping[str, tuple[Entry, ...]] | None = None,
-    ) -> None:
+    def put(self, upstream: str, response_id: str, stored: StoredResponse) -> None:
         key = (upstream, response_id)
-        self._conversations[key] = conversation
-        for item_id, entries in (items or {}).items():
+        self._stored[key] = stored
+        for item_id, entries in stored.items.items():
             self._items[(upstream, item_id)] = entries
-        self._item_ids[key] = tuple(items or ())
-        if len(self._conversations) > self._capacity:
-            evicted, _ = self._conversations.popitem(last=False)
-            for item_id in self._item_ids.pop(evicted, ()):
-                self._items.pop((evicted[0], item_id), None)
+        if len(self._stored) > self._capacity:
+            self._forget(*self._stored.popitem(last=False))
 
     def get(self, upstream: str, response_id: str) -> tuple[Entry, ...] | None:
-        return self._conversations.get((upstream, response_id))
+        stored = self._stored.get((upstream, response_id))
+        return stored.conversation if stored else None
+
+    def response(self, upstream: str, response_id: str) -> StoredResponse | None:
+        return self._stored.get((upstream, response_id))
+
+    def delete(self, upstream: str, response_id: str) -> bool:
+        stored = self._stored.pop((upstream, response_id), None)
+        if stored is not None:
+            self._forget((upstream, response_id), stored)
+        return stored is not None
 
     def item(self, upstream: str, item_id: str) -> tuple[Entry, ...] | None:
         return self._items.get((upstream, item_id))
+
+    def _forget(self, key: tuple[str, str], stored: StoredResponse) -> None:
+        for item_id in stored.items:
+            self._items.pop((key[0], item_id), None)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """One response as the API keeps it: the object, its input items (each with an id), the
+    conversation up to and including its turn, and the entries of each output item by id."""
+
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    conversation: tuple[Entry, ...]
+    items: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
