@@ -11,7 +11,9 @@ use crate::gateway::caching::{Consulted, consult};
 use crate::gateway::dispatch::CallContext;
 use crate::shared::error::ApiError;
 use crate::shared::labels::Route;
+use crate::store::cache::entry::CachedResponse;
 use crate::telemetry::handle::OutcomeHandle;
+use crate::wire::items::response_id_in;
 
 /// A request let in: answered already (a cache hit), or to forward.
 pub enum Admission<'a> {
@@ -36,12 +38,22 @@ pub async fn admit<'a>(
 ) -> Result<Admission<'a>, ApiError> {
     arrival.outcome.describe(arrival.model, arrival.streaming);
     let model = state.model_index(arrival.model)?;
+    let kept = body.get("store") != Some(&Value::Bool(false));
+    // A cached Response names an id a client may continue or retrieve: only
+    // worth replaying while the proxy's store or the upstream's pin holds it.
+    let servable = |entry: &CachedResponse| {
+        arrival.route != Route::Responses
+            || !kept
+            || response_id_in(&entry.body, entry.stream)
+                .is_some_and(|id| state.store.contains(&id) || state.pins.upstream(&id).is_some())
+    };
     let cache = match consult(
         &state.cache,
         arrival.route,
         arrival.headers,
         body,
         arrival.outcome,
+        servable,
     )
     .await
     {

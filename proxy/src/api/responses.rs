@@ -10,9 +10,12 @@ use serde_json::Value;
 use crate::api::admission::{Admission, Arrival, admit};
 use crate::api::extract::{JsonObject, required_string, stream_flag};
 use crate::api::state::{AppState, SharedState};
-use crate::gateway::dispatch::{CallContext, Dispatched, Prepared, dispatch, json_payload};
+use crate::gateway::dispatch::{
+    CallContext, Dispatched, Prepared, Reply, dispatch_on, json_payload,
+};
 use crate::gateway::relay::answer::{relay_answer, relay_translated};
 use crate::gateway::relay::passthrough::{Passthrough, StreamFlavor};
+use crate::gateway::routing::Plan;
 use crate::gateway::upstream::Endpoint;
 use crate::shared::error::ApiError;
 use crate::shared::labels::Route;
@@ -59,8 +62,12 @@ async fn forward_responses(
     model: usize,
     request: Value,
 ) -> Result<Response, ApiError> {
+    let plan = match request.get("previous_response_id").and_then(Value::as_str) {
+        Some(previous) => continuation_plan(state, model, previous)?,
+        None => state.gateway.routing.plan(model),
+    };
     let mut native = request.clone();
-    let dispatched = dispatch(&state.gateway, call, model, |candidate| {
+    let dispatched = dispatch_on(&state.gateway, call, plan, |candidate| {
         let upstream_model = state.upstream_model(candidate.model);
         if state.upstream(candidate.upstream).responses {
             native["model"] = upstream_model.into();
@@ -84,7 +91,22 @@ async fn forward_responses(
     };
     match answer.extra {
         ResponsesMode::Native => {
-            let passthrough = Passthrough::new(StreamFlavor::Responses, false);
+            let mut passthrough = Passthrough::new(StreamFlavor::Responses, false);
+            if request.get("store") != Some(&Value::Bool(false)) {
+                let (pins, upstream) = (state.pins.clone(), answer.candidate.upstream);
+                match &answer.reply {
+                    Reply::Complete(reply) => {
+                        let id = reply.json.as_ref().and_then(|body| body.get("id"));
+                        if let Some(id) = id.and_then(Value::as_str) {
+                            pins.pin(id, upstream);
+                        }
+                    }
+                    Reply::Stream(_) => {
+                        passthrough =
+                            passthrough.on_response_id(Box::new(move |id| pins.pin(id, upstream)));
+                    }
+                }
+            }
             Ok(relay_answer(call, answer.reply, answer.in_flight, passthrough).await)
         }
         ResponsesMode::Translated { chat_request } => {
@@ -99,6 +121,64 @@ async fn forward_responses(
             .await
         }
     }
+}
+
+/// Where a continued response lives decides where its continuation goes,
+/// whatever the model's strategy: a response the proxy translated is in its
+/// store, so only chat upstreams can continue it; a native one only on the
+/// upstream that made it; an id the proxy never saw (made before a restart,
+/// or elsewhere) only on native upstreams, which may know it. A request no
+/// upstream of the model can serve that way is refused before any is tried.
+fn continuation_plan<'s>(
+    state: &'s AppState,
+    model: usize,
+    previous: &str,
+) -> Result<Plan<'s>, ApiError> {
+    let holder = if state.store.contains(previous) {
+        Holder::Store
+    } else {
+        match state.pins.upstream(previous) {
+            Some(upstream) => Holder::Upstream(upstream),
+            None => Holder::Unknown,
+        }
+    };
+    let allowed = move |upstream: usize| match holder {
+        Holder::Store => !state.upstream(upstream).responses,
+        Holder::Upstream(pinned) => upstream == pinned,
+        Holder::Unknown => state.upstream(upstream).responses,
+    };
+    let routing = &state.gateway.routing;
+    if routing.reachable(model).any(allowed) {
+        return Ok(routing.plan_within(model, allowed));
+    }
+    let model_name = &state.config.models[model].name;
+    Err(match holder {
+        Holder::Unknown => ApiError::PreviousResponseNotFound(previous.to_owned()),
+        Holder::Store => ApiError::invalid_request(
+            format!(
+                "Previous response '{previous}' was translated by the proxy from a chat upstream, \
+                 and model '{model_name}' has no chat upstream to continue it on."
+            ),
+            Some("previous_response_id"),
+        ),
+        Holder::Upstream(pinned) => ApiError::invalid_request(
+            format!(
+                "Previous response '{previous}' is held by upstream '{}', which does not serve \
+                 model '{model_name}'; continue it with a model that upstream serves.",
+                state.upstream(pinned).name
+            ),
+            Some("previous_response_id"),
+        ),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Holder {
+    /// The proxy's own store (a translated response).
+    Store,
+    /// The upstream, by position, that produced a native response.
+    Upstream(usize),
+    Unknown,
 }
 
 /// The chat request a Responses request becomes for one model, with the

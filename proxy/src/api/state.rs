@@ -18,6 +18,7 @@ use crate::shared::time::unix_now;
 use crate::store::cache::backend::ResponseCache;
 use crate::store::conversations::ResponseStore;
 use crate::store::ledger::{Ledger, LedgerRecord};
+use crate::store::pins::ResponsePins;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::outcome::{LogSink, OutcomeSink, RequestOutcome};
 
@@ -30,6 +31,8 @@ pub struct AppState {
     /// Model name -> position in `config.models`.
     model_positions: HashMap<String, usize>,
     pub store: Arc<ResponseStore>,
+    /// Which upstream holds each native response the proxy relayed.
+    pub pins: Arc<ResponsePins>,
     pub cache: Arc<ResponseCache>,
     pub auth: Arc<Authenticator>,
     pub ledger: Arc<Ledger>,
@@ -71,6 +74,7 @@ impl AppState {
         ];
         Ok(AppState {
             store: Arc::new(ResponseStore::new(config.server.response_store_capacity)),
+            pins: Arc::new(ResponsePins::new(config.server.response_store_capacity)),
             cache: Arc::new(ResponseCache::new(&config.cache).await),
             auth: config
                 .authenticator

@@ -31,13 +31,16 @@ pub enum Consulted {
 
 /// Looks the request up unless the backend is off or the client said
 /// `no-cache`, and decides whether its answer may be stored (`no-store`).
-/// `body` is the request as the client sent it.
+/// `body` is the request as the client sent it. A hit that `servable` turns
+/// down (a response whose id nothing holds any more) counts as a miss, and
+/// the fresh answer replaces it.
 pub async fn consult(
     cache: &Arc<ResponseCache>,
     route: Route,
     headers: &HeaderMap,
     body: &Map<String, Value>,
     outcome: &OutcomeHandle,
+    servable: impl Fn(&CachedResponse) -> bool,
 ) -> Consulted {
     if !cache.is_enabled() {
         outcome.set_cache(CacheResult::Bypass);
@@ -54,11 +57,11 @@ pub async fn consult(
         return Consulted::Proceed(write);
     }
     match cache.lookup(&key).await {
-        Lookup::Hit(entry) => {
+        Lookup::Hit(entry) if servable(&entry) => {
             outcome.set_cache(CacheResult::Hit);
             Consulted::Hit(replay(entry, outcome))
         }
-        Lookup::Miss => {
+        Lookup::Hit(_) | Lookup::Miss => {
             outcome.set_cache(CacheResult::Miss);
             Consulted::Proceed(write)
         }

@@ -15,7 +15,7 @@ use crate::config::file::Config;
 use crate::config::tables::RetryConfig;
 use crate::gateway::caching::CacheWrite;
 use crate::gateway::headers::is_event_stream;
-use crate::gateway::routing::{Candidate, InFlight, Routing};
+use crate::gateway::routing::{Candidate, InFlight, Plan, Routing};
 use crate::gateway::upstream::{BufferedReply, Endpoint, Upstream, UpstreamBody};
 use crate::shared::error::ApiError;
 use crate::telemetry::handle::OutcomeHandle;
@@ -145,6 +145,17 @@ pub async fn dispatch<P>(
     gateway: &Gateway,
     call: &CallContext<'_>,
     model: usize,
+    prepare: impl FnMut(Candidate) -> Result<Prepared<P>, ApiError>,
+) -> Result<Dispatched<P>, ApiError> {
+    dispatch_on(gateway, call, gateway.routing.plan(model), prepare).await
+}
+
+/// The attempt loop over a given plan (e.g. one narrowed to the upstream that
+/// holds the response a request continues).
+pub async fn dispatch_on<P>(
+    gateway: &Gateway,
+    call: &CallContext<'_>,
+    plan: Plan<'_>,
     mut prepare: impl FnMut(Candidate) -> Result<Prepared<P>, ApiError>,
 ) -> Result<Dispatched<P>, ApiError> {
     let retry = &gateway.retry;
@@ -153,7 +164,7 @@ pub async fn dispatch<P>(
     let mut last: Option<Failure> = None;
     let mut last_upstream = None;
 
-    'plan: for candidate in gateway.routing.plan(model) {
+    'plan: for candidate in plan {
         let prepared = prepare(candidate)?;
         let upstream = gateway.upstream(candidate.upstream);
         for try_index in 0..retry.attempts_per_upstream {

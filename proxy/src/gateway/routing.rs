@@ -161,30 +161,42 @@ impl Routing {
     /// Fallback models are ordered only when reached, so a model that serves
     /// as someone's fallback keeps its own rotation undisturbed.
     pub fn plan(&self, model: usize) -> Plan<'_> {
+        self.plan_within(model, |_| true)
+    }
+
+    /// The plan on the `allowed` upstreams alone (e.g. the one that holds a
+    /// response a request continues); ejection is judged among them.
+    pub fn plan_within(&self, model: usize, allowed: impl Fn(usize) -> bool) -> Plan<'_> {
         let now = Instant::now();
         let mut skip: Vec<bool> = self
             .upstreams
             .iter()
-            .map(|state| lock(&state.health).ejected(now))
+            .enumerate()
+            .map(|(upstream, state)| !allowed(upstream) || lock(&state.health).ejected(now))
             .collect();
-        let route = &self.models[model];
-        let every_candidate_ejected = std::iter::once(model)
-            .chain(route.fallbacks.iter().copied())
-            .flat_map(|model| self.models[model].upstreams.iter())
-            .all(|&upstream| skip[upstream]);
+        let every_candidate_ejected = self.reachable(model).all(|upstream| skip[upstream]);
         // Trying an ejected upstream beats refusing the request outright.
         if every_candidate_ejected {
-            skip.fill(false);
+            for (upstream, skipped) in skip.iter_mut().enumerate() {
+                *skipped = !allowed(upstream);
+            }
         }
         Plan {
             routing: self,
             skip,
             queue: VecDeque::new(),
             models: std::iter::once(model)
-                .chain(route.fallbacks.iter().copied())
+                .chain(self.models[model].fallbacks.iter().copied())
                 .collect(),
             next_model: 0,
         }
+    }
+
+    /// Every upstream `model` or one of its fallbacks may be sent to.
+    pub fn reachable(&self, model: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(model)
+            .chain(self.models[model].fallbacks.iter().copied())
+            .flat_map(|model| self.models[model].upstreams.iter().copied())
     }
 
     /// The model's upstreams, starting with the strategy's pick, then the
@@ -464,6 +476,29 @@ mod tests {
             (true, 0, None)
         );
         assert_eq!(names(&config, routing.plan(0)), ["m@a"]);
+    }
+
+    #[test]
+    fn a_plan_within_some_upstreams_judges_ejection_among_them_alone() {
+        let text = "[health]\nfailure_threshold = 1\ncooldown_ms = 60000\n".to_owned()
+            + &upstreams(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)])
+            + FALLBACK;
+        let (config, routing) = routing(&text);
+        let only_b_and_d = |upstream: usize| upstream == 1 || upstream == 3;
+        assert_eq!(
+            names(&config, routing.plan_within(0, only_b_and_d)),
+            ["m@b", "f@d"]
+        );
+        routing.record_failure(1);
+        assert_eq!(
+            names(&config, routing.plan_within(0, only_b_and_d)),
+            ["f@d"]
+        );
+        // The one upstream allowed is tried though ejected: no other can serve.
+        let only_b = |upstream: usize| upstream == 1;
+        assert_eq!(names(&config, routing.plan_within(0, only_b)), ["m@b"]);
+        assert_eq!(routing.reachable(0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(routing.reachable(1).collect::<Vec<_>>(), [2, 3]);
     }
 
     #[test]

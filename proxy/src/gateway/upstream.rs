@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 
@@ -97,7 +97,42 @@ impl Upstream {
                 request_id,
             ))
             .body(payload);
+        self.response_head(request, request_id, head_deadline).await
+    }
 
+    /// A request without a body about a stored response (`path_and_query`
+    /// follows the base URL, e.g. `/responses/{id}/input_items?limit=5`),
+    /// read whole within the upstream's timeouts. Never retried: the one
+    /// upstream that holds the response is the only one to ask.
+    pub async fn fetch(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        request_id: &str,
+    ) -> Result<BufferedReply, ApiError> {
+        let started = Instant::now();
+        let request = self
+            .client
+            .request(method, format!("{}{}", self.base_url, path_and_query))
+            .headers(upstream_request_headers(
+                client_headers,
+                self.authorization.as_ref(),
+                request_id,
+            ));
+        let response = self
+            .response_head(request, request_id, started + self.timeout)
+            .await?;
+        let body_deadline = self.total_timeout.map(|limit| started + limit);
+        BufferedReply::read(self, response, request_id, body_deadline).await
+    }
+
+    async fn response_head(
+        &self,
+        request: reqwest::RequestBuilder,
+        request_id: &str,
+        head_deadline: Instant,
+    ) -> Result<reqwest::Response, ApiError> {
         match tokio::time::timeout_at(head_deadline.into(), request.send()).await {
             Err(_elapsed) => {
                 tracing::warn!(

@@ -12,6 +12,7 @@ use crate::api::chat;
 use crate::api::models;
 use crate::api::responses;
 use crate::api::state::SharedState;
+use crate::api::stored;
 use crate::server::auth::require_key;
 use crate::server::request_id::track_request;
 use crate::server::tracking::track_outcome;
@@ -28,6 +29,11 @@ pub fn router(state: SharedState) -> Router {
     let keyed = Router::new()
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*id}", get(models::retrieve_model))
+        .route(
+            "/v1/responses/{id}",
+            get(stored::retrieve).delete(stored::delete),
+        )
+        .route("/v1/responses/{id}/input_items", get(stored::input_items))
         .route("/v1/usage", get(admin::usage))
         .route("/admin/usage", get(admin::admin_usage))
         .merge(model_endpoints)

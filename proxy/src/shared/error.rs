@@ -21,6 +21,11 @@ pub enum ApiError {
     #[error("Previous response with id '{0}' not found")]
     PreviousResponseNotFound(String),
 
+    /// `responses.retrieve`, `delete` or `input_items.list` of an id no
+    /// upstream of the proxy's and not its own store holds.
+    #[error("Response with id '{0}' not found.")]
+    ResponseNotFound(String),
+
     /// An `item_reference` to an item the proxy does not keep.
     #[error("Item with id '{0}' not found.")]
     ItemNotFound(String),
@@ -104,6 +109,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_)
             | ApiError::PreviousResponseNotFound(_)
+            | ApiError::ResponseNotFound(_)
             | ApiError::ItemNotFound(_)
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -143,7 +149,9 @@ impl ApiError {
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            ApiError::InvalidRequest { .. } | ApiError::ItemNotFound(_) => None,
+            ApiError::InvalidRequest { .. }
+            | ApiError::ItemNotFound(_)
+            | ApiError::ResponseNotFound(_) => None,
             ApiError::ModelNotFound(_) => Some("model_not_found"),
             ApiError::PreviousResponseNotFound(_) => Some("previous_response_not_found"),
             ApiError::PayloadTooLarge { .. } => Some("request_too_large"),
@@ -257,6 +265,13 @@ mod tests {
                 "invalid_request_error",
                 json!("previous_response_not_found"),
                 json!("previous_response_id"),
+            ),
+            (
+                ApiError::ResponseNotFound("resp_1".into()),
+                404,
+                "invalid_request_error",
+                Value::Null,
+                Value::Null,
             ),
             (
                 ApiError::ItemNotFound("fc_1".into()),

@@ -23,7 +23,8 @@ use crate::shared::error::ApiError;
 use crate::shared::time::unix_now;
 use crate::shared::usage::Usage;
 use crate::store::cache::entry::CachedResponse;
-use crate::store::conversations::ResponseStore;
+use crate::store::conversations::{Kept, ResponseStore};
+use crate::wire::items::input_items;
 use crate::wire::translate::request::output_messages;
 use crate::wire::translate::response::{assistant_text, chat_to_responses_response};
 use crate::wire::translate::stream::ResponsesStreamTranslator;
@@ -122,6 +123,7 @@ pub async fn relay_translated(
         store: store.clone(),
         response_id: response_id.clone(),
         conversation: conversation_without_instructions(chat_request, request),
+        input_items: input_items(request.get("input")),
     });
 
     let reply = match reply {
@@ -190,6 +192,7 @@ struct Memory {
     store: Arc<ResponseStore>,
     response_id: String,
     conversation: Vec<Value>,
+    input_items: Vec<Value>,
 }
 
 impl Memory {
@@ -200,10 +203,10 @@ impl Memory {
         let output = response
             .get("output")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
         let mut history = self.conversation;
-        match output_messages(&output) {
+        match output_messages(output) {
             Ok(turn) => history.extend(turn),
             // Output the translator built always translates back; should it
             // not, the text is still worth keeping.
@@ -212,7 +215,12 @@ impl Memory {
                 "content": assistant_text(response),
             })),
         }
-        self.store.insert(self.response_id, history, output);
+        let kept = Kept {
+            history,
+            response: response.clone(),
+            input_items: self.input_items,
+        };
+        self.store.insert(self.response_id, kept);
     }
 }
 
@@ -250,6 +258,7 @@ mod tests {
             store: store.clone(),
             response_id: "resp_1".into(),
             conversation: vec![json!({"role": "user", "content": "q"})],
+            input_items: vec![json!({"id": "msg_in", "role": "user", "content": "q"})],
         };
         let message = json!({"type": "message", "id": "msg_1", "status": "completed",
         "role": "assistant", "content": [
@@ -270,6 +279,8 @@ mod tests {
         );
         assert_eq!(store.item("fc_1"), Some(call));
         assert_eq!(store.item("msg_1"), Some(message));
+        assert_eq!(store.input_items("resp_1").unwrap()[0]["id"], "msg_in");
+        assert!(store.response("resp_1").unwrap()["output"].is_array());
     }
 
     #[test]

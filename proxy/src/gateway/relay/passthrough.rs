@@ -28,7 +28,12 @@ pub struct Passthrough {
     /// Responses events relayed so far: upstreams number them from 0, so
     /// this is the `sequence_number` an error event of the proxy's takes.
     events_relayed: u64,
+    /// Told the id of the response a Responses stream creates.
+    on_response_id: Option<OnResponseId>,
 }
+
+/// Called with a native response's id as soon as the stream announces it.
+pub type OnResponseId = Box<dyn FnOnce(&str) + Send>;
 
 impl Passthrough {
     pub fn new(flavor: StreamFlavor, strip_usage: bool) -> Self {
@@ -37,7 +42,13 @@ impl Passthrough {
             strip_usage,
             finish_seen: false,
             events_relayed: 0,
+            on_response_id: None,
         }
+    }
+
+    pub fn on_response_id(mut self, hook: OnResponseId) -> Self {
+        self.on_response_id = Some(hook);
+        self
     }
 
     fn inspect_chat(&mut self, message: &SseMessage, raw: &[u8], turn: &mut Turn<'_>) {
@@ -96,6 +107,15 @@ impl Passthrough {
         let event = parsed_type(named, data.as_ref());
         match event.as_deref() {
             Some("response.output_text.delta" | "response.refusal.delta") => turn.count_deltas(1),
+            Some("response.created") => {
+                let id = data
+                    .as_ref()
+                    .and_then(|data| data.pointer("/response/id"))
+                    .and_then(Value::as_str);
+                if let (Some(id), Some(hook)) = (id, self.on_response_id.take()) {
+                    hook(id);
+                }
+            }
             Some("response.completed" | "response.incomplete") => {
                 let usage = data
                     .as_ref()
@@ -173,7 +193,11 @@ pub fn error_frame(flavor: StreamFlavor, error: &ApiError, sequence_number: u64)
 fn needs_data(event: &str) -> bool {
     matches!(
         event,
-        "response.completed" | "response.incomplete" | "response.failed" | "error"
+        "response.created"
+            | "response.completed"
+            | "response.incomplete"
+            | "response.failed"
+            | "error"
     )
 }
 
