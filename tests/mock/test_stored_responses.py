@@ -103,7 +103,11 @@ def test_a_deleted_response_can_be_neither_retrieved_nor_continued(
     assert continued.value.code == "previous_response_not_found"
 
 
-UNKNOWN = {"retrieve": ("GET", ""), "delete": ("DELETE", ""), "input items": ("GET", "/input_items")}
+UNKNOWN = {
+    "retrieve": ("GET", ""),
+    "delete": ("DELETE", ""),
+    "input items": ("GET", "/input_items"),
+}
 
 
 @pytest.mark.parametrize(("method", "suffix"), list(UNKNOWN.values()), ids=list(UNKNOWN))
@@ -139,7 +143,8 @@ def test_bad_paging_is_a_400_naming_the_parameter(gateways: Gateways) -> None:
 def mixed(gateways: Gateways, *kinds: bool) -> tuple[Gateway, list[str]]:
     """One round-robin model over upstreams of the given kinds (True: native)."""
     names = [unique("mixed") for _ in kinds]
-    upstreams = [mock_upstream(name, responses=native) for name, native in zip(names, kinds)]
+    pairs = zip(names, kinds, strict=True)
+    upstreams = [mock_upstream(name, responses=native) for name, native in pairs]
     gateway = gateways.start(
         proxy_config(upstreams, [model("mixed", names, strategy="round_robin")])
     )
