@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from harness.mock import formats
+from harness.mock import formats, replay
 from harness.mock.content import Entry, decide
 from harness.mock.faults import (
     MODEL_FAULTS,
@@ -456,6 +456,11 @@ async def upstream_endpoint(request: web.Request) -> web.StreamResponse:
         error = formats.error_body(message, "invalid_request_error", code="unknown_url")
         return call.json(error, "error", status=404)
     try:
+        # A request that names a cassette gets it replayed, before any fault or content rule.
+        if (recorded := await replay.selected(request, endpoint)) is not None:
+            response = await replay.play(request, recorded, call.headers, call.write)
+            call.finish(response.status, "replayed")
+            return response
         return await ENDPOINT_HANDLERS[kind](call)
     except Rejected as rejection:
         return call.json(rejection.body, "error", status=rejection.status)
