@@ -31,9 +31,10 @@ from harness.mock.recorder import NAME_HEADER
 from harness.mock.replay import HEADER, MAX_GAP_MS, MODEL_PREFIX, pauses
 from harness.pytest.recording import Recording, recording, replaying_mock
 
-# A stand-in secret, unique to the run: nothing but this test can have put it in a file.
-KEY = f"sk-test-cassette-{uuid.uuid4().hex}"
-ENV_SECRET = f"sk-env-only-{uuid.uuid4().hex}"
+# Stand-in secrets no other test uses: nothing but these tests can have put them in a file.
+# Fixed, not random: they are in test ids, which every xdist worker must collect the same.
+KEY = "sk-test-cassette-5f0c2b9e7d1a4c3b8e6f0a9d2c7b1e4f"
+ENV_SECRET = "sk-env-only-8a3d6b1f9c2e4a7d0b5c8e1f3a6d9b2c"
 SECRET_ENV = "SWITCHYARD_TEST_RECORDER_SECRET"
 
 
