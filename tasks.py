@@ -7,10 +7,13 @@ Each task is a thin wrapper: the work is done in `harness.dev.orchestrate`, and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke import Collection, Context, Exit, task
 
 from harness.checks import smoke_cli
 from harness.dev import orchestrate
+from harness.dev import record as recorder
 from harness.dev.invoke_support import ParserTask, exit_with, guarded
 from harness.perf import bench as benchmark
 from harness.perf import bench_options
@@ -81,11 +84,30 @@ def bench(c: Context, argv: list[str]) -> None:
     exit_with("--no-color" in argv, lambda: benchmark.main(argv))
 
 
+@task(
+    help={
+        "upstream": "real (OPENAI_API_KEY, OPENAI_BASE_URL; .env too) or mock (a mock of its own)",
+        "out": "the folder for the cassettes (default reports/cassettes/)",
+        "model": "the model to ask (default SWITCHYARD_INTEGRATION_MODEL, else gpt-4o-mini)",
+    }
+)
+def record(
+    c: Context, upstream: str = "real", out: str = "", model: str = "", no_color: bool = False
+) -> None:
+    """Record cassettes: a scripted set of calls (chat and responses, whole and streamed, a tool
+    call) through a recorder in front of the upstream; keys are scrubbed from every file."""
+    exit_with(
+        no_color, lambda: recorder.record(upstream, Path(out) if out else None, model or None)
+    )
+
+
 @task
 def clean(c: Context, no_color: bool = False) -> None:
     """Stop everything, then remove .switchyard/, reports/ and proxy/target/."""
     guarded(no_color, orchestrate.clean)
 
 
-ns = Collection(setup, build, up, down, status, logs, test, setup_and_test, smoke, bench, clean)
+ns = Collection(
+    setup, build, up, down, status, logs, test, setup_and_test, smoke, bench, record, clean
+)
 ns.configure({"run": {"echo": True}})

@@ -1,4 +1,4 @@
-"""`python -m harness.mock --host 127.0.0.1 --port 0 --port-file PATH`"""
+"""`python -m harness.mock --host 127.0.0.1 --port 0 --port-file PATH [--cassettes DIR]`"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+from harness.mock import replay
 from harness.mock.app import start
 
 
@@ -38,7 +39,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: the OS picks a free port")
     parser.add_argument("--port-file", type=Path, help="where to write the bound port")
+    parser.add_argument(
+        "--cassettes",
+        type=Path,
+        help=f"the folder of cassettes to replay (default: ${replay.CASSETTES_ENV}, else "
+        "the shipped tests/cassettes/)",
+    )
     args = parser.parse_args()
+    if args.cassettes is not None:
+        os.environ[replay.CASSETTES_ENV] = str(args.cassettes.resolve())
     asyncio.run(serve(args.host, args.port, args.port_file))
 
 

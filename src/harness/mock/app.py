@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from harness.mock import formats
+from harness.mock import formats, replay
 from harness.mock.content import Entry, decide
 from harness.mock.faults import (
     MODEL_FAULTS,
@@ -559,6 +559,11 @@ async def upstream_endpoint(request: web.Request) -> web.StreamResponse:
         error = formats.error_body(message, "invalid_request_error", code="unknown_url")
         return call.json(error, "error", status=404)
     try:
+        # A request that names a cassette gets it replayed, before any fault or content rule.
+        if (recorded := await replay.selected(request, endpoint)) is not None:
+            response = await replay.play(request, recorded, call.headers, call.write)
+            call.finish(response.status, "replayed")
+            return response
         if stored is not None:
             return await stored_response(call, stored["id"], listing=bool(stored["items"]))
         return await ENDPOINT_HANDLERS[kind](call)
