@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from harness.pytest.real_endpoint import start_real_proxy
+from harness.pytest.real_endpoint import real_proxy
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,11 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def real_proxy_url() -> Iterator[str]:
-    proxy = start_real_proxy()
-    try:
+    with real_proxy() as proxy:
         yield proxy.url(proxy.config.proxy)
-    finally:
-        proxy.down()
 
 
 @pytest.fixture

@@ -274,3 +274,33 @@ def without_usage_chunk(body: bytes) -> bytes:
                 continue
         kept.append(event)
     return b"\n\n".join(kept)
+
+
+@pytest.mark.slow
+def test_the_integration_tiers_proxy_records_through_a_recorder_when_asked(
+    gateways: Gateways,
+    mock_control: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The integration tier's own proxy, with the shared mock standing in for the real endpoint.
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{mock_control.base_url}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("SWITCHYARD_RECORD_DIR", str(tmp_path))
+    # Imported here, once the environment is set: the module reads a developer's `.env` for
+    # what the environment lacks, and this test must not take a real key from it.
+    from harness.pytest.real_endpoint import MODEL, real_proxy
+
+    name = unique("integration")
+    with real_proxy() as proxy:
+        reply = httpx.post(
+            f"{proxy.url(proxy.config.proxy)}/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            headers={NAME_HEADER: name},
+            timeout=30,
+        )
+    assert reply.status_code == 200, reply.text
+    recorded = cassette.load(tmp_path, name)
+    assert recorded.body == reply.content
+    assert UPSTREAM_KEY not in cassette.path_of(tmp_path, name).read_text()
+    assert recorded.request_headers["authorization"] == cassette.REDACTED
