@@ -5,15 +5,19 @@ the answer (docs/contracts.md section 1). Everything it sends is validated by th
 
 from __future__ import annotations
 
+import re
+import typing
 from typing import Any
 
 import httpx
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseIncludable, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from harness.mock.validation import INCLUDABLE
 from harness.pytest.mock_wire import chat_body, chat_payloads, response_events, wire_events
+from harness.runtime import paths
 
 LOGPROBS = "message.output_text.logprobs"
 RESPONSE_EVENT = TypeAdapter(ResponseStreamEvent).validate_python
@@ -302,3 +306,16 @@ def test_a_native_reasoning_stream_sends_the_reasoning_item_first(responses):
     assert (message_added.type, message_added.output_index) == ("response.output_item.added", 1)
     assert {e.output_index for e in events if e.type == "response.output_text.delta"} == {1}
     assert [item.type for item in events[-1].response.output] == ["reasoning", "message"]
+
+
+# --------------------------------------------------------------------------- the includables
+
+
+def test_every_includable_of_the_api_is_known_to_the_mock_and_the_proxy():
+    """The values `include` may hold are the SDK's: the mock takes each, and the proxy's table
+    (docs/contracts.md, held equal to `INCLUDE_VALUES` by a Rust test) decides each."""
+    api = set(typing.get_args(ResponseIncludable))
+    assert set(INCLUDABLE) == api
+    doc = (paths.root() / "docs" / "contracts.md").read_text()
+    table = doc.split("<!-- responses-include -->")[1].split("<!-- /responses-include -->")[0]
+    assert set(re.findall(r"^\| `([^`]+)` \|", table, re.MULTILINE)) == api
