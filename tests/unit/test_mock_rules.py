@@ -550,6 +550,29 @@ REJECTION_CASES: dict[str, tuple[str, dict[str, Any], str]] = {
         },
         "response_format.json_schema.name",
     ),
+    "chat.logprobs_type": (CHAT, {"messages": [user("q")], "logprobs": "yes"}, "logprobs"),
+    "chat.top_logprobs_without_logprobs": (
+        CHAT,
+        {"messages": [user("q")], "top_logprobs": 2},
+        "top_logprobs",
+    ),
+    "top_logprobs.type": (RESPONSES, {"input": "x", "top_logprobs": "2"}, "top_logprobs"),
+    "top_logprobs.above_max": (
+        CHAT,
+        {"messages": [user("q")], "logprobs": True, "top_logprobs": 21},
+        "top_logprobs",
+    ),
+    "top_logprobs.below_min": (RESPONSES, {"input": "x", "top_logprobs": -1}, "top_logprobs"),
+    "responses.include_type": (
+        RESPONSES,
+        {"input": "x", "include": "message.output_text.logprobs"},
+        "include",
+    ),
+    "responses.include_value": (
+        RESPONSES,
+        {"input": "x", "include": ["message.output_text.logprobs", "everything"]},
+        "include[1]",
+    ),
     "responses.item_not_object": (RESPONSES, {"input": ["x"]}, "input[0]"),
     "responses.unknown_item_type": (RESPONSES, {"input": [{"type": "telepathy"}]}, "input[0]"),
     "responses.unknown_role": (

@@ -8,6 +8,7 @@ the proxy) must return for any request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,6 +29,12 @@ REFUSE_WORD = re.compile(r"\brefuse\b", re.IGNORECASE)
 EXPLAIN_WORD = re.compile(r"\bexplain\b", re.IGNORECASE)
 # The most characters of a call's arguments one stream event carries.
 ARGUMENTS_FRAGMENT = 8
+# The most alternatives `top_logprobs` asks for, on both APIs.
+MAX_TOP_LOGPROBS = 20
+# Reasoning models, by the end of their name, as vLLM-style servers with a reasoning parser
+# serve them: chat answers carry the reasoning in this message (and delta) field.
+# `reasoning_content` is DeepSeek's field and vLLM's before 0.10; `reasoning` vLLM's since.
+REASONING_MODELS = {"-reasoner": "reasoning_content", "-reasoning": "reasoning"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,10 @@ class Options:
 
     `choice`: "none", "auto" or "required"; `forced`: the one function a named tool_choice
     calls. `output`: "text", "json_object" or "json_schema" (with `schema`). `extra_input`:
-    text that counts as input but is no turn (Responses `instructions`)."""
+    text that counts as input but is no turn (Responses `instructions`). `top_logprobs`: the
+    alternatives each token's logprob comes with, None when no logprobs are asked for.
+    `reasoning`: the chat field a reasoning model's reasoning goes in (`reasoning_field`),
+    None for other models."""
 
     functions: tuple[Function, ...] = ()
     choice: str = "auto"
@@ -82,6 +92,15 @@ class Options:
     schema: Any = None
     limit: int | None = None
     extra_input: str = ""
+    top_logprobs: int | None = None
+    reasoning: str | None = None
+
+
+def reasoning_field(model: Any) -> str | None:
+    """The chat field a reasoning model answers its reasoning in; None for other models."""
+    if not isinstance(model, str):
+        return None
+    return next((f for end, f in REASONING_MODELS.items() if model.endswith(end)), None)
 
 
 def random_id(prefix: str) -> str:
@@ -90,21 +109,37 @@ def random_id(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """The assistant's turn: text (or a refusal), then function calls."""
+    """The assistant's turn: a reasoning model's reasoning, text (or a refusal), then
+    function calls; and the logprobs it is sent with (`top_logprobs`, None: none)."""
 
     words: tuple[str, ...]
     truncated: bool
     input_tokens: int
     refusal: bool = False
     calls: tuple[ToolCall, ...] = field(default=())
+    reasoning: tuple[str, ...] = ()
+    reasoning_field: str = "reasoning_content"
+    top_logprobs: int | None = None
 
     @property
     def text(self) -> str:
         return " ".join(self.words)
 
     @property
+    def reasoning_text(self) -> str:
+        return " ".join(self.reasoning)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return len(self.reasoning)
+
+    @property
     def output_tokens(self) -> int:
-        return len(self.words) + sum(words(call.arguments) for call in self.calls)
+        return (
+            len(self.reasoning)
+            + len(self.words)
+            + sum(words(call.arguments) for call in self.calls)
+        )
 
     @property
     def total_tokens(self) -> int:
@@ -200,8 +235,22 @@ def decide(
 
     The text is rebuilt from its words, so irregular whitespace in the user's text is
     normalised to single spaces: that is what makes the concatenated stream deltas equal the
-    non-streaming content exactly.
+    non-streaming content exactly. A reasoning model reasons `reasoning N: <last user text>`
+    first, whatever the rule; the token limit cuts the answer, never the reasoning.
     """
+    answer = answer_rule(conversation, options, make_id)
+    extras: dict[str, Any] = {"top_logprobs": options.top_logprobs}
+    if options.reasoning is not None:
+        turn, last_user_text = user_turns(conversation)
+        extras["reasoning"] = tuple(f"reasoning {turn}: {last_user_text}".split())
+        extras["reasoning_field"] = options.reasoning
+    return dataclasses.replace(answer, **extras)
+
+
+def answer_rule(
+    conversation: Sequence[Entry], options: Options, make_id: Callable[[str], str]
+) -> Answer:
+    """The answer rules, first match wins."""
     turn, last_user_text = user_turns(conversation)
     tokens = input_tokens(conversation, options.extra_input)
     outputs = trailing_tool_outputs(conversation)
@@ -238,7 +287,35 @@ def limited(all_words: Sequence[str], limit: int | None) -> tuple[tuple[str, ...
 
 
 def stream_deltas(reply_words: Sequence[str]) -> list[str]:
+    """The tokens of a text: its words, each after the first with its space."""
     return [word if index == 0 else " " + word for index, word in enumerate(reply_words)]
+
+
+def token_logprob(token: str) -> float:
+    """The logprob of a token the mock answers: -1/8 to -7/8 by its length (exact in binary,
+    so a float survives JSON unchanged)."""
+    return -(len(token) % 7 + 1) / 8
+
+
+def token_logprobs(tokens: Sequence[str], top: int) -> list[dict[str, Any]]:
+    """Chat's `logprobs.content` entries for `tokens`: each token's logprob and bytes, and its
+    `top` most likely alternatives, the token itself first, each next one 1 less likely."""
+    entries = []
+    for token in tokens:
+        chosen = token_logprob(token)
+        alternatives = [token, *(f"{token}#{k}" for k in range(1, top))][:top]
+        entries.append(
+            {
+                "token": token,
+                "logprob": chosen,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": other, "logprob": chosen - k, "bytes": list(other.encode())}
+                    for k, other in enumerate(alternatives)
+                ],
+            }
+        )
+    return entries
 
 
 def fragments(arguments: str, size: int = ARGUMENTS_FRAGMENT) -> list[str]:

@@ -8,7 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.mock.content import Answer, Entry, Message, ToolCall, fragments, stream_deltas
+from harness.mock.content import (
+    Answer,
+    Entry,
+    Message,
+    ToolCall,
+    fragments,
+    stream_deltas,
+    token_logprobs,
+)
 
 MODEL_IDS = ("mock-chat", "mock-small", "mock-large")
 # A fixed timestamp keeps the models list byte-identical across runs.
@@ -122,8 +130,27 @@ def chat_usage(answer: Answer) -> dict[str, Any]:
         "completion_tokens": answer.output_tokens,
         "total_tokens": answer.total_tokens,
         "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
     }
+
+
+def answer_logprobs(answer: Answer) -> list[dict[str, Any]]:
+    """The logprobs of the answer's text (or refusal), one entry per token; [] when none were
+    asked for."""
+    if answer.top_logprobs is None:
+        return []
+    return token_logprobs(stream_deltas(answer.words), answer.top_logprobs)
+
+
+def chat_logprobs(answer: Answer, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A choice's `logprobs` holding `entries`: null unless logprobs were asked for; the
+    entries are the refusal's for a refusal, else the content's (null without content)."""
+    if answer.top_logprobs is None:
+        return None
+    if answer.refusal:
+        return {"content": None, "refusal": entries}
+    has_content = bool(answer.words) or not answer.calls
+    return {"content": entries if has_content else None, "refusal": None}
 
 
 def chat_finish_reason(answer: Answer) -> str:
@@ -148,6 +175,8 @@ def chat_message(answer: Answer) -> dict[str, Any]:
         message["content"] = answer.text
     if answer.calls:
         message["tool_calls"] = [chat_tool_call(call) for call in answer.calls]
+    if answer.reasoning:
+        message[answer.reasoning_field] = answer.reasoning_text
     return message
 
 
@@ -161,7 +190,7 @@ def chat_completion(completion_id: str, created: int, model: str, answer: Answer
             {
                 "index": 0,
                 "message": chat_message(answer),
-                "logprobs": None,
+                "logprobs": chat_logprobs(answer, answer_logprobs(answer)),
                 "finish_reason": chat_finish_reason(answer),
             }
         ],
@@ -186,8 +215,12 @@ def chat_stream(
             payload["usage"] = usage
         return sse_data(payload)
 
-    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
-        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    def choice(
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
 
     error = sse_data(error_body(STREAM_ERROR_MESSAGE, "server_error", code="stream_error"))
     script = StreamScript(
@@ -199,9 +232,15 @@ def chat_stream(
         chunk(choice({"role": "assistant", "content": "" if has_text else None, "refusal": None}))
     )
     script.mark_content_start()
+    # A reasoning model's reasoning comes first, a word a chunk, as vLLM streams it.
+    for delta in stream_deltas(answer.reasoning):
+        script.add(chunk(choice({answer.reasoning_field: delta})), content=True)
     key = "refusal" if answer.refusal else "content"
-    for delta in stream_deltas(answer.words):
-        script.add(chunk(choice({key: delta})), content=True)
+    # Each token's chunk carries that token's logprobs.
+    logprobs = answer_logprobs(answer)
+    for index, delta in enumerate(stream_deltas(answer.words)):
+        own = chat_logprobs(answer, logprobs[index : index + 1])
+        script.add(chunk(choice({key: delta}, logprobs=own)), content=True)
     for index, call in enumerate(answer.calls):
         first = chat_tool_call(call)
         first["function"]["arguments"] = ""
@@ -224,13 +263,48 @@ def responses_usage(answer: Answer) -> dict[str, Any]:
         "input_tokens": answer.input_tokens,
         "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": answer.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
         "total_tokens": answer.total_tokens,
     }
 
 
-def output_text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": []}
+def output_text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An `output_text` part; `logprobs` as chat's entries (token, logprob, bytes and the top
+    alternatives with the same three), [] unless the request included them."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+
+
+def event_logprobs(logprobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Logprobs as the text events carry them: token and logprob, and the top alternatives'
+    token and logprob (no bytes)."""
+    return [
+        {
+            "token": entry["token"],
+            "logprob": entry["logprob"],
+            "top_logprobs": [
+                {"token": top["token"], "logprob": top["logprob"]} for top in entry["top_logprobs"]
+            ],
+        }
+        for entry in logprobs
+    ]
+
+
+def reasoning_id(message_id: str) -> str:
+    """The id of an answer's reasoning item, made from its message's (`msg_<hex>`)."""
+    return "rs_" + message_id.removeprefix("msg_")
+
+
+def reasoning_item(item_id: str, status: str, text: str | None) -> dict[str, Any]:
+    """A reasoning item with its reasoning text (as vLLM-style servers return it: no summary,
+    nothing encrypted); `text` None: no content yet."""
+    content = [] if text is None else [{"type": "reasoning_text", "text": text}]
+    return {
+        "type": "reasoning",
+        "id": item_id,
+        "summary": [],
+        "content": content,
+        "status": status,
+    }
 
 
 def refusal_part(text: str) -> dict[str, Any]:
@@ -265,9 +339,14 @@ def has_message(answer: Answer) -> bool:
 
 def output_items(message_id: str, answer: Answer) -> list[dict[str, Any]]:
     items = []
+    if answer.reasoning:
+        items.append(reasoning_item(reasoning_id(message_id), "completed", answer.reasoning_text))
     if has_message(answer):
-        part = refusal_part if answer.refusal else output_text_part
-        items.append(output_message(message_id, "completed", [part(answer.text)]))
+        if answer.refusal:
+            part = refusal_part(answer.text)
+        else:
+            part = output_text_part(answer.text, answer_logprobs(answer))
+        items.append(output_message(message_id, "completed", [part]))
     items.extend(function_call_item(call, "completed", call.arguments) for call in answer.calls)
     return items
 
@@ -275,6 +354,9 @@ def output_items(message_id: str, answer: Answer) -> list[dict[str, Any]]:
 def stored_items(message_id: str, answer: Answer) -> dict[str, tuple[Entry, ...]]:
     """The entries of each output item, by item id, for `item_reference`."""
     items: dict[str, tuple[Entry, ...]] = {}
+    if answer.reasoning:
+        # A reasoning item is no turn of the conversation: a reference to it adds nothing.
+        items[reasoning_id(message_id)] = ()
     if has_message(answer):
         items[message_id] = (Message("assistant", answer.text),)
     for call in answer.calls:
@@ -318,6 +400,7 @@ def response_object(
         "store": request.get("store", True),
         "truncation": "disabled",
         "user": request.get("user"),
+        "top_logprobs": request.get("top_logprobs"),
     }
 
 
@@ -362,7 +445,8 @@ def responses_stream(
         response_id, created_at, request, echo, status="in_progress", output=[], usage=None
     )
     final = final_response(response_id, message_id, created_at, request, echo, answer)
-    text_position = {"item_id": message_id, "output_index": 0, "content_index": 0}
+    message_index = 1 if answer.reasoning else 0
+    text_position = {"item_id": message_id, "output_index": message_index, "content_index": 0}
 
     def text_delta(delta: str) -> dict[str, Any]:
         return {
@@ -394,6 +478,8 @@ def responses_stream(
     for output_index, item in enumerate(final["output"]):
         if item["type"] == "message":
             add_message_events(add, script.mark_content_start, item, output_index, answer)
+        elif item["type"] == "reasoning":
+            add_reasoning_events(add, item, output_index, answer)
         else:
             add_call_events(add, item, output_index)
         add({"type": "response.output_item.done", "output_index": output_index, "item": item})
@@ -428,12 +514,31 @@ def add_message_events(
             add({"type": "response.refusal.delta", **position, "delta": delta}, content=True)
         add({"type": "response.refusal.done", **position, "refusal": part["refusal"]})
     else:
-        for delta in stream_deltas(answer.words):
+        # Each token's delta carries that token's logprobs; the done event all of them.
+        logprobs = event_logprobs(part["logprobs"])
+        for index, delta in enumerate(stream_deltas(answer.words)):
+            own = logprobs[index : index + 1]
             add(
-                {"type": "response.output_text.delta", **position, "delta": delta, "logprobs": []},
+                {"type": "response.output_text.delta", **position, "delta": delta, "logprobs": own},
                 content=True,
             )
-        add({"type": "response.output_text.done", **position, "text": part["text"], "logprobs": []})
+        done = {"text": part["text"], "logprobs": logprobs}
+        add({"type": "response.output_text.done", **position, **done})
+    add({"type": "response.content_part.done", **position, "part": part})
+
+
+def add_reasoning_events(
+    add: EventAdder, item: dict[str, Any], output_index: int, answer: Answer
+) -> None:
+    """A reasoning item's events: added empty, its reasoning_text part, a delta a word."""
+    position = {"item_id": item["id"], "output_index": output_index, "content_index": 0}
+    empty = reasoning_item(item["id"], "in_progress", None)
+    add({"type": "response.output_item.added", "output_index": output_index, "item": empty})
+    part = item["content"][0]
+    add({"type": "response.content_part.added", **position, "part": {**part, "text": ""}})
+    for delta in stream_deltas(answer.reasoning):
+        add({"type": "response.reasoning_text.delta", **position, "delta": delta}, content=True)
+    add({"type": "response.reasoning_text.done", **position, "text": part["text"]})
     add({"type": "response.content_part.done", **position, "part": part})
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.mock import formats
 from harness.mock.content import (
+    MAX_TOP_LOGPROBS,
     Entry,
     Function,
     Message,
@@ -21,6 +22,7 @@ from harness.mock.content import (
     ToolCall,
     ToolResult,
     content_text,
+    reasoning_field,
 )
 from harness.mock.schema import object_schema_problem
 
@@ -98,6 +100,19 @@ CHOICE_MODES = ("none", "auto", "required")
 BUILTIN_CHOICES = frozenset(RESPONSES_TOOL_TYPES) - {"function", "custom"} | {"mcp"}
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FORMAT_TYPES = ("text", "json_object", "json_schema")
+# What a Responses request may `include`; the mock produces the text's logprobs, and takes the
+# rest (outputs of built-in tools it never calls, encrypted reasoning it has none of).
+OUTPUT_TEXT_LOGPROBS = "message.output_text.logprobs"
+INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    OUTPUT_TEXT_LOGPROBS,
+)
 
 
 def _supported(values: Sequence[str]) -> str:
@@ -163,6 +178,52 @@ REJECTIONS: dict[str, Rejection] = {
         "response_format.json_schema.name",
         "Missing required parameter: 'response_format.json_schema.name'.",
         "missing_required_parameter",
+    ),
+    "chat.logprobs_type": Rejection(
+        400,
+        "logprobs",
+        "Invalid type for 'logprobs': expected a boolean, but got {got} instead.",
+        "invalid_type",
+    ),
+    "chat.top_logprobs_without_logprobs": Rejection(
+        400,
+        "top_logprobs",
+        "Invalid value for 'top_logprobs': 'logprobs' must be set to true if 'top_logprobs' is "
+        "used.",
+    ),
+    # Both APIs: how many alternatives each token's logprob comes with.
+    "top_logprobs.type": Rejection(
+        400,
+        "top_logprobs",
+        "Invalid type for 'top_logprobs': expected an integer, but got {got} instead.",
+        "invalid_type",
+    ),
+    "top_logprobs.above_max": Rejection(
+        400,
+        "top_logprobs",
+        "Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
+        f"{MAX_TOP_LOGPROBS}, but got {{got}} instead.",
+        "integer_above_max_value",
+    ),
+    "top_logprobs.below_min": Rejection(
+        400,
+        "top_logprobs",
+        "Invalid 'top_logprobs': integer below minimum value. Expected a value >= 0, but got "
+        "{got} instead.",
+        "integer_below_min_value",
+    ),
+    # Responses: include.
+    "responses.include_type": Rejection(
+        400,
+        "include",
+        "Invalid type for 'include': expected an array, but got {got} instead.",
+        "invalid_type",
+    ),
+    "responses.include_value": Rejection(
+        400,
+        "include[{i}]",
+        f"Invalid value: '{{got}}'. Supported values are: {_supported(INCLUDABLE)}.",
+        "invalid_value",
     ),
     # Responses: the input items.
     "responses.item_not_object": Rejection(
@@ -443,6 +504,47 @@ def read_format(value: Any, chat: bool) -> tuple[str, Any, Any]:
     return kind, value["schema"], echo
 
 
+# --------------------------------------------------------------------------- logprobs
+
+
+def read_top_logprobs(value: Any) -> int | None:
+    """`top_logprobs`: an integer from 0 to 20, or absent (None)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise reject("top_logprobs.type", got=_type_name(value))
+    if value > MAX_TOP_LOGPROBS:
+        raise reject("top_logprobs.above_max", got=value)
+    if value < 0:
+        raise reject("top_logprobs.below_min", got=value)
+    return value
+
+
+def chat_logprobs(body: Mapping[str, Any]) -> int | None:
+    """The alternatives a chat answer's logprobs come with; None without `logprobs: true`."""
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise reject("chat.logprobs_type", got=_type_name(logprobs))
+    top = read_top_logprobs(body.get("top_logprobs"))
+    if top is not None and logprobs is not True:
+        raise reject("chat.top_logprobs_without_logprobs")
+    return (top or 0) if logprobs else None
+
+
+def responses_logprobs(body: Mapping[str, Any]) -> int | None:
+    """The same for a Responses request: logprobs only when `include` asks for them."""
+    top = read_top_logprobs(body.get("top_logprobs"))
+    include = body.get("include")
+    if include is None:
+        return None
+    if not isinstance(include, list):
+        raise reject("responses.include_type", got=_type_name(include))
+    for i, value in enumerate(include):
+        if not isinstance(value, str) or value not in INCLUDABLE:
+            raise reject("responses.include_value", i=i, got=_text(value))
+    return (top or 0) if OUTPUT_TEXT_LOGPROBS in include else None
+
+
 # --------------------------------------------------------------------------- conversations
 
 
@@ -573,6 +675,7 @@ def chat_request(body: Mapping[str, Any], limit: int | None) -> tuple[list[Entry
         raise reject("chat.tool_choice_without_tools")
     choice = read_tool_choice(body.get("tool_choice"), tools, chat=True)
     output, schema, _ = read_format(body.get("response_format"), chat=True)
+    top_logprobs = chat_logprobs(body)
     entries = chat_conversation(body["messages"])
     options = Options(
         functions=choice.functions,
@@ -582,6 +685,8 @@ def chat_request(body: Mapping[str, Any], limit: int | None) -> tuple[list[Entry
         output=output,
         schema=schema,
         limit=limit,
+        top_logprobs=top_logprobs,
+        reasoning=reasoning_field(body.get("model")),
     )
     return entries, options
 
@@ -607,6 +712,7 @@ def responses_request(
     text = body.get("text")
     text = text if isinstance(text, dict) else {}
     output, schema, format_echo = read_format(text.get("format"), chat=False)
+    top_logprobs = responses_logprobs(body)
     entries = responses_input(body["input"], lookup)
     check_calls_answered(history, entries)
     parallel = body.get("parallel_tool_calls") is not False
@@ -623,6 +729,8 @@ def responses_request(
         schema=schema,
         limit=limit,
         extra_input=instructions if isinstance(instructions, str) else "",
+        top_logprobs=top_logprobs,
+        reasoning=reasoning_field(body.get("model")),
     )
     tool_choice = body.get("tool_choice")
     echo = {

@@ -149,11 +149,15 @@ pub const RESPONSES_FIELDS: &[(&str, FieldRule)] = &[
     ),
     (
         "include",
-        FieldRule::Refused("a chat upstream produces none of the included outputs"),
+        FieldRule::Mapped(
+            "logprobs: true for message.output_text.logprobs; the other values are refused (table below)",
+        ),
     ),
     (
         "top_logprobs",
-        FieldRule::Refused("logprobs are not translated back from a chat upstream"),
+        FieldRule::Mapped(
+            "top_logprobs, beside the included logprobs (without them the API returns none)",
+        ),
     ),
     (
         "conversation",
@@ -169,6 +173,54 @@ pub const RESPONSES_FIELDS: &[(&str, FieldRule)] = &[
     ),
 ];
 
+/// The include value that asks for the logprobs of the answer's text.
+pub const OUTPUT_TEXT_LOGPROBS: &str = "message.output_text.logprobs";
+
+/// The most `top_logprobs` either API takes.
+const MAX_TOP_LOGPROBS: u64 = 20;
+
+/// Every value `include` may hold, and what translation does with it
+/// (docs/contracts.md has the same table; a test holds them equal). A
+/// value that is not here is invalid, as the API answers.
+pub const INCLUDE_VALUES: &[(&str, FieldRule)] = &[
+    (
+        OUTPUT_TEXT_LOGPROBS,
+        FieldRule::Mapped(
+            "logprobs: true; they come back on output_text parts and their text events",
+        ),
+    ),
+    (
+        "reasoning.encrypted_content",
+        FieldRule::Refused(
+            "a chat upstream sends its reasoning as plain text, which the reasoning item carries",
+        ),
+    ),
+    (
+        "message.input_image.image_url",
+        FieldRule::Refused("the proxy keeps no input items to show"),
+    ),
+    (
+        "file_search_call.results",
+        FieldRule::Refused("a built-in tool, which a chat upstream has none of"),
+    ),
+    (
+        "web_search_call.results",
+        FieldRule::Refused("a built-in tool, which a chat upstream has none of"),
+    ),
+    (
+        "web_search_call.action.sources",
+        FieldRule::Refused("a built-in tool, which a chat upstream has none of"),
+    ),
+    (
+        "computer_call_output.output.image_url",
+        FieldRule::Refused("a built-in tool, which a chat upstream has none of"),
+    ),
+    (
+        "code_interpreter_call.outputs",
+        FieldRule::Refused("a built-in tool, which a chat upstream has none of"),
+    ),
+];
+
 /// The rule for a field, if it is a Responses request field.
 pub fn field_rule(name: &str) -> Option<FieldRule> {
     RESPONSES_FIELDS
@@ -178,17 +230,86 @@ pub fn field_rule(name: &str) -> Option<FieldRule> {
 }
 
 /// Whether a refused field's value asks for what cannot be done: a default
-/// value (`background: false`, `truncation: "disabled"`, an empty `include`,
-/// `top_logprobs: 0`) asks for nothing, and is accepted.
+/// value (`background: false`, `truncation: "disabled"`) asks for nothing,
+/// and is accepted.
 fn asks_for_something(field: &str, value: &Value) -> bool {
     match (field, value) {
         (_, Value::Null) => false,
         ("background", Value::Bool(false)) => false,
         ("truncation", Value::String(mode)) => mode != "disabled",
-        ("include", Value::Array(items)) => !items.is_empty(),
-        ("top_logprobs", Value::Number(n)) => n.as_u64() != Some(0),
         _ => true,
     }
+}
+
+/// The include values of a request, each known and none refused; whether
+/// they ask for the text's logprobs.
+fn included_logprobs(req: &Value) -> Result<bool, TranslateError> {
+    let values = match req.get("include") {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::Array(values)) => values,
+        Some(_) => return Err(TranslateError::invalid_type("include", "an array")),
+    };
+    let mut logprobs = false;
+    for (i, value) in values.iter().enumerate() {
+        let path = format!("include[{i}]");
+        let Some(value) = value.as_str() else {
+            return Err(TranslateError::invalid_type(&path, "a string"));
+        };
+        match INCLUDE_VALUES.iter().find(|(known, _)| *known == value) {
+            None => {
+                let supported: Vec<String> = INCLUDE_VALUES
+                    .iter()
+                    .map(|(known, _)| format!("'{known}'"))
+                    .collect();
+                return Err(TranslateError::invalid_value(
+                    &path,
+                    value,
+                    &supported.join(", "),
+                ));
+            }
+            Some((_, FieldRule::Refused(reason))) => {
+                return Err(TranslateError::new(
+                    format!(
+                        "'include' value '{value}' is not supported on this model's chat-only upstream: {reason}."
+                    ),
+                    "include",
+                ));
+            }
+            Some(_) => logprobs |= value == OUTPUT_TEXT_LOGPROBS,
+        }
+    }
+    Ok(logprobs)
+}
+
+/// `top_logprobs`, an integer from 0 to 20 as in both APIs.
+fn top_logprobs(req: &Value) -> Result<Option<u64>, TranslateError> {
+    let Some(value) = present(req, "top_logprobs") else {
+        return Ok(None);
+    };
+    let field = "top_logprobs";
+    match (value.as_u64(), value.as_i64()) {
+        (Some(n), _) if n <= MAX_TOP_LOGPROBS => Ok(Some(n)),
+        (Some(n), _) => Err(TranslateError::new(
+            format!(
+                "Invalid '{field}': integer above maximum value. Expected a value <= {MAX_TOP_LOGPROBS}, but got {n} instead."
+            ),
+            field,
+        )),
+        (None, Some(n)) => Err(TranslateError::new(
+            format!(
+                "Invalid '{field}': integer below minimum value. Expected a value >= 0, but got {n} instead."
+            ),
+            field,
+        )),
+        (None, None) => Err(TranslateError::invalid_type(field, "an integer")),
+    }
+}
+
+/// Whether a Responses request asks for the logprobs of its text.
+pub(crate) fn wants_logprobs(req: &Value) -> bool {
+    req.get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|values| values.iter().any(|v| v == OUTPUT_TEXT_LOGPROBS))
 }
 
 /// Every field is known, and none that is refused asks for something.
@@ -258,6 +379,14 @@ pub fn responses_to_chat_request(
     }
     if let Some(effort) = present(req, "reasoning").and_then(|r| present(r, "effort")) {
         body.insert("reasoning_effort".into(), effort.clone());
+    }
+    // Without the include the API returns no logprobs, whatever `top_logprobs` says.
+    let top = top_logprobs(req)?;
+    if included_logprobs(req)? {
+        body.insert("logprobs".into(), Value::Bool(true));
+        if let Some(top) = top {
+            body.insert("top_logprobs".into(), Value::from(top));
+        }
     }
     if let Some(format) = response_format(req)? {
         body.insert("response_format".into(), format);
@@ -354,11 +483,14 @@ fn push_item(messages: &mut Vec<Value>, item: &Value, path: &str) -> Result<(), 
             "message" => push_message(messages, chat_message(item, path)?),
             "function_call" => push_tool_call(messages, chat_tool_call(item, path)?),
             "function_call_output" => messages.push(chat_tool_result(item, path)?),
+            // The model's own reasoning of an earlier turn: chat takes no reasoning
+            // back (a chat upstream's reasoning is an answer's, never a message's).
+            "reasoning" => {}
             other => {
                 return Err(TranslateError::invalid_value(
                     &format!("{path}.type"),
                     other,
-                    "'message', 'function_call', 'function_call_output', and 'item_reference'",
+                    "'message', 'function_call', 'function_call_output', 'reasoning', and 'item_reference'",
                 ));
             }
         },

@@ -1,11 +1,12 @@
-//! Response translation: a whole chat completion becomes a Response object,
-//! echoing the request's fields, with the helpers the stream translation
-//! builds the same objects with.
+//! Response translation: a whole chat completion becomes a Response object
+//! (the upstream's reasoning a reasoning item first, its text's logprobs on
+//! the output_text part), echoing the request's fields, with the helpers the
+//! stream translation builds the same objects with.
 
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::wire::translate::request::{effective_strict, present};
+use crate::wire::translate::request::{effective_strict, present, wants_logprobs};
 
 /// How a response ended, derived from the chat `finish_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,7 @@ pub(crate) fn echo_fields(req: &Value) -> Map<String, Value> {
     // The effort goes upstream as `reasoning_effort` (a summary is refused).
     fields.insert("reasoning".into(), echo("reasoning", Value::Null));
     fields.insert("truncation".into(), Value::from("disabled"));
+    fields.insert("top_logprobs".into(), echo("top_logprobs", Value::Null));
     fields
 }
 
@@ -156,8 +158,102 @@ pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", Uuid::new_v4().simple())
 }
 
-pub(crate) fn output_text_part(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+/// An `output_text` part; `logprobs` in the part's shape (`part_logprobs`).
+pub(crate) fn output_text_part(text: &str, logprobs: &[Value]) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs})
+}
+
+pub(crate) fn reasoning_text_part(text: &str) -> Value {
+    json!({"type": "reasoning_text", "text": text})
+}
+
+/// A reasoning item: the reasoning text a chat upstream sent, no summary
+/// (chat has none) and nothing encrypted.
+pub(crate) fn reasoning_item(id: &str, status: &str, content: Vec<Value>) -> Value {
+    json!({
+        "type": "reasoning",
+        "id": id,
+        "summary": [],
+        "content": content,
+        "status": status,
+    })
+}
+
+/// The reasoning of a chat message or delta: `reasoning_content` (DeepSeek,
+/// vLLM before 0.10) or `reasoning` (vLLM since, and others). Servers that
+/// send both send the same text, so only one is taken.
+pub(crate) fn chat_reasoning(message: Option<&Value>) -> Option<&str> {
+    ["reasoning_content", "reasoning"].iter().find_map(|key| {
+        message
+            .and_then(|m| m.get(*key))
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty())
+    })
+}
+
+/// The logprobs of a chat choice's content (`choice.logprobs.content`), in
+/// the shape of an `output_text` part's: token, logprob, bytes, and the top
+/// alternatives with the same three. Entries without a token or a logprob
+/// are left out; missing bytes are the token's own UTF-8 bytes.
+pub(crate) fn part_logprobs(choice: Option<&Value>) -> Vec<Value> {
+    let entries = choice
+        .and_then(|c| c.get("logprobs"))
+        .and_then(|l| l.get("content"))
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let mut logprob = token_logprob(entry)?;
+            let top: Vec<Value> = entry
+                .get("top_logprobs")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter_map(token_logprob)
+                .map(Value::Object)
+                .collect();
+            logprob.insert("top_logprobs".into(), Value::Array(top));
+            Some(Value::Object(logprob))
+        })
+        .collect()
+}
+
+fn token_logprob(entry: &Value) -> Option<Map<String, Value>> {
+    let token = entry.get("token").and_then(Value::as_str)?;
+    let logprob = entry.get("logprob").filter(|l| l.is_number())?;
+    let bytes = match entry.get("bytes") {
+        Some(Value::Array(bytes)) => Value::Array(bytes.clone()),
+        _ => Value::from(token.as_bytes().to_vec()),
+    };
+    let mut fields = Map::new();
+    fields.insert("token".into(), Value::from(token));
+    fields.insert("logprob".into(), logprob.clone());
+    fields.insert("bytes".into(), bytes);
+    Some(fields)
+}
+
+/// Logprobs of the part's shape in the shape of the text events'
+/// (`response.output_text.delta` / `.done`): token and logprob, and the top
+/// alternatives' token and logprob; the events carry no bytes.
+pub(crate) fn event_logprobs(logprobs: &[Value]) -> Vec<Value> {
+    let slim =
+        |entry: &Value| json!({"token": entry.get("token"), "logprob": entry.get("logprob")});
+    logprobs
+        .iter()
+        .map(|entry| {
+            let mut event = slim(entry);
+            let top: Vec<Value> = entry
+                .get("top_logprobs")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(slim)
+                .collect();
+            event["top_logprobs"] = Value::Array(top);
+            event
+        })
+        .collect()
 }
 
 pub(crate) fn refusal_part(refusal: &str) -> Value {
@@ -231,10 +327,26 @@ pub fn chat_to_responses_response(
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice);
 
+    let logprobs = if wants_logprobs(req) {
+        part_logprobs(choice)
+    } else {
+        Vec::new()
+    };
+
     let mut output = Vec::new();
+    if let Some(reasoning) = chat_reasoning(message) {
+        // The answer ended during the reasoning only when nothing followed it.
+        let cut_short = text.is_empty() && refusal.is_none() && tool_calls.is_empty();
+        let status = if cut_short { item_status } else { "completed" };
+        output.push(reasoning_item(
+            &new_id("rs"),
+            status,
+            vec![reasoning_text_part(reasoning)],
+        ));
+    }
     let mut content = Vec::new();
-    if !text.is_empty() {
-        content.push(output_text_part(&text));
+    if !text.is_empty() || !logprobs.is_empty() {
+        content.push(output_text_part(&text, &logprobs));
     }
     if let Some(refusal) = refusal {
         content.push(refusal_part(refusal));
@@ -243,7 +355,7 @@ pub fn chat_to_responses_response(
     // even when empty, so clients always find the assistant message.
     if !content.is_empty() || tool_calls.is_empty() {
         if content.is_empty() {
-            content.push(output_text_part(""));
+            content.push(output_text_part("", &[]));
         }
         output.push(message_item(&new_id("msg"), item_status, content));
     }

@@ -4,9 +4,11 @@
 use serde_json::{Map, Value, json};
 
 use crate::wire::sse::SseEvent;
+use crate::wire::translate::request::wants_logprobs;
 use crate::wire::translate::response::{
-    Outcome, Status, echo_fields, function_call_item, message_item, new_id, output_text_part,
-    refusal_part, response_object, responses_usage,
+    Outcome, Status, chat_reasoning, echo_fields, event_logprobs, function_call_item, message_item,
+    new_id, output_text_part, part_logprobs, reasoning_item, reasoning_text_part, refusal_part,
+    response_object, responses_usage,
 };
 
 /// Stamps events with their type and a stream-wide sequence number.
@@ -35,19 +37,32 @@ impl Sequencer {
 enum PartKind {
     Text,
     Refusal,
+    /// The `reasoning_text` part of a reasoning item.
+    Reasoning,
 }
 
 #[derive(Debug)]
 struct Part {
     kind: PartKind,
     text: String,
+    /// A text part's logprobs so far, in the part's shape.
+    logprobs: Vec<Value>,
 }
 
 impl Part {
+    fn new(kind: PartKind) -> Self {
+        Self {
+            kind,
+            text: String::new(),
+            logprobs: Vec::new(),
+        }
+    }
+
     fn to_json(&self) -> Value {
         match self.kind {
-            PartKind::Text => output_text_part(&self.text),
+            PartKind::Text => output_text_part(&self.text, &self.logprobs),
             PartKind::Refusal => refusal_part(&self.text),
+            PartKind::Reasoning => reasoning_text_part(&self.text),
         }
     }
 }
@@ -55,6 +70,11 @@ impl Part {
 #[derive(Debug)]
 enum ItemKind {
     Message {
+        parts: Vec<Part>,
+    },
+    /// Reasoning a chat upstream sent (`reasoning_content` / `reasoning`):
+    /// one `reasoning_text` part.
+    Reasoning {
         parts: Vec<Part>,
     },
     FunctionCall {
@@ -81,6 +101,27 @@ impl StreamItem {
         matches!(self.kind, ItemKind::Message { .. })
     }
 
+    /// Whether content of this kind extends the item (a message takes text
+    /// and refusals, a reasoning item its reasoning).
+    fn takes(&self, kind: PartKind) -> bool {
+        match self.kind {
+            ItemKind::Message { .. } => kind != PartKind::Reasoning,
+            ItemKind::Reasoning { .. } => kind == PartKind::Reasoning,
+            ItemKind::FunctionCall { .. } => false,
+        }
+    }
+
+    /// The item with no content yet, as `response.output_item.added` shows it.
+    fn empty_json(&self) -> Value {
+        match &self.kind {
+            ItemKind::Message { .. } => message_item(&self.id, "in_progress", Vec::new()),
+            ItemKind::Reasoning { .. } => reasoning_item(&self.id, "in_progress", Vec::new()),
+            ItemKind::FunctionCall { call_id, name, .. } => {
+                function_call_item(&self.id, call_id, name, "", "in_progress")
+            }
+        }
+    }
+
     fn is_function_call(&self) -> bool {
         matches!(self.kind, ItemKind::FunctionCall { .. })
     }
@@ -88,6 +129,11 @@ impl StreamItem {
     fn to_json(&self) -> Value {
         match &self.kind {
             ItemKind::Message { parts } => message_item(
+                &self.id,
+                self.status,
+                parts.iter().map(Part::to_json).collect(),
+            ),
+            ItemKind::Reasoning { parts } => reasoning_item(
                 &self.id,
                 self.status,
                 parts.iter().map(Part::to_json).collect(),
@@ -110,6 +156,10 @@ impl StreamItem {
 /// the fragments of parallel calls), so it is closed only then, and whatever
 /// turns up after it (more calls, text) is held back and sent whole after it:
 /// the done events carry the complete arguments, as the final response does.
+/// Reasoning a chat upstream streams (`reasoning_content` / `reasoning`
+/// deltas) is a reasoning item of its own, closed when the answer starts;
+/// the text's logprobs, when the request included them, ride on each text
+/// delta and, whole, on the done events.
 #[derive(Debug)]
 pub struct ResponsesStreamTranslator {
     echo: Map<String, Value>,
@@ -124,6 +174,8 @@ pub struct ResponsesStreamTranslator {
     /// Message of the error that ended the stream.
     failure: Option<String>,
     final_response: Option<Value>,
+    /// The request included the text's logprobs (`message.output_text.logprobs`).
+    logprobs: bool,
 }
 
 impl ResponsesStreamTranslator {
@@ -144,6 +196,7 @@ impl ResponsesStreamTranslator {
             finish_reason: None,
             failure: None,
             final_response: None,
+            logprobs: wants_logprobs(req),
         }
     }
 
@@ -185,12 +238,23 @@ impl ResponsesStreamTranslator {
             return events;
         };
         if let Some(delta) = choice.get("delta") {
-            for (key, kind) in [("content", PartKind::Text), ("refusal", PartKind::Refusal)] {
-                if let Some(text) = delta.get(key).and_then(Value::as_str)
-                    && !text.is_empty()
-                {
-                    self.push_content(kind, text, &mut events);
-                }
+            // A chunk at the turn from reasoning to the answer may carry both.
+            if let Some(reasoning) = chat_reasoning(Some(delta)) {
+                self.push_content(PartKind::Reasoning, reasoning, &[], &mut events);
+            }
+            let logprobs = if self.logprobs {
+                part_logprobs(Some(choice))
+            } else {
+                Vec::new()
+            };
+            let text = delta.get("content").and_then(Value::as_str).unwrap_or("");
+            if !text.is_empty() || !logprobs.is_empty() {
+                self.push_content(PartKind::Text, text, &logprobs, &mut events);
+            }
+            if let Some(refusal) = delta.get("refusal").and_then(Value::as_str)
+                && !refusal.is_empty()
+            {
+                self.push_content(PartKind::Refusal, refusal, &[], &mut events);
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for (position, call) in calls.iter().enumerate() {
@@ -231,11 +295,17 @@ impl ResponsesStreamTranslator {
         if self.ended() {
             return events;
         }
-        // Clients expect at least the assistant message, even for an empty reply.
-        if self.items.is_empty() {
-            self.open_message(PartKind::Text, &mut events);
-        }
         let outcome = Outcome::from_finish_reason(self.finish_reason.as_deref());
+        // Clients expect at least the assistant message, even for an empty reply
+        // (or one that ended during its reasoning).
+        if !self
+            .items
+            .iter()
+            .any(|item| item.is_message() || item.is_function_call())
+        {
+            self.close_open(outcome.item_status(), &mut events);
+            self.open_item(PartKind::Text, &mut events);
+        }
         self.close_open(outcome.item_status(), &mut events);
         for index in 0..self.items.len() {
             if !self.items[index].announced {
@@ -292,39 +362,46 @@ impl ResponsesStreamTranslator {
             .is_some_and(StreamItem::is_function_call)
     }
 
-    fn push_content(&mut self, kind: PartKind, delta: &str, events: &mut Vec<SseEvent>) {
-        // The last item takes the text when it is a message: the open one, or
-        // one held back behind an open call.
+    /// Text, a refusal or reasoning (`kind`), with the logprobs of the text.
+    fn push_content(
+        &mut self,
+        kind: PartKind,
+        delta: &str,
+        logprobs: &[Value],
+        events: &mut Vec<SseEvent>,
+    ) {
+        // The last item takes the content when it is of its kind: the open
+        // one, or one held back behind an open call.
         let index = match self.items.last() {
-            Some(last) if last.is_message() => self.items.len() - 1,
+            Some(last) if last.takes(kind) => self.items.len() - 1,
             _ if self.call_is_open() => {
                 self.items.push(StreamItem {
-                    id: new_id("msg"),
+                    id: new_id(item_prefix(kind)),
                     status: "in_progress",
-                    kind: ItemKind::Message { parts: Vec::new() },
+                    kind: item_kind(kind, Vec::new()),
                     announced: false,
                 });
                 self.items.len() - 1
             }
             _ => {
                 self.close_open("completed", events);
-                self.open_message(kind, events)
+                self.open_item(kind, events)
             }
         };
         let Some(item) = self.items.get_mut(index) else {
             return;
         };
         let announced = item.announced;
-        let ItemKind::Message { parts } = &mut item.kind else {
+        let (ItemKind::Message { parts } | ItemKind::Reasoning { parts }) = &mut item.kind else {
             return;
         };
         if !announced {
-            match parts.last_mut() {
-                Some(part) if part.kind == kind => part.text.push_str(delta),
-                _ => parts.push(Part {
-                    kind,
-                    text: delta.to_owned(),
-                }),
+            if parts.last().map(|p| p.kind) != Some(kind) {
+                parts.push(Part::new(kind));
+            }
+            if let Some(part) = parts.last_mut() {
+                part.text.push_str(delta);
+                part.logprobs.extend_from_slice(logprobs);
             }
             return;
         }
@@ -338,10 +415,7 @@ impl ResponsesStreamTranslator {
                     previous,
                 ));
             }
-            parts.push(Part {
-                kind,
-                text: String::new(),
-            });
+            parts.push(Part::new(kind));
             events.push(part_added_event(
                 &mut self.seq,
                 &item.id,
@@ -353,6 +427,7 @@ impl ResponsesStreamTranslator {
         let content_index = parts.len() - 1;
         if let Some(part) = parts.last_mut() {
             part.text.push_str(delta);
+            part.logprobs.extend_from_slice(logprobs);
         }
         events.push(content_delta_event(
             &mut self.seq,
@@ -361,30 +436,27 @@ impl ResponsesStreamTranslator {
             content_index,
             kind,
             delta,
+            logprobs,
         ));
     }
 
-    /// Adds a new message item with one empty part of `kind`; returns its index.
-    fn open_message(&mut self, kind: PartKind, events: &mut Vec<SseEvent>) -> usize {
-        let id = new_id("msg");
+    /// Adds a new item for content of `kind` (a message, or a reasoning
+    /// item) with one empty part; returns its index.
+    fn open_item(&mut self, kind: PartKind, events: &mut Vec<SseEvent>) -> usize {
+        let item = StreamItem {
+            id: new_id(item_prefix(kind)),
+            status: "in_progress",
+            kind: item_kind(kind, vec![Part::new(kind)]),
+            announced: true,
+        };
         let index = self.items.len();
         // The item is announced empty; its first part follows in its own event.
         events.push(self.seq.event(
             "response.output_item.added",
-            json!({"output_index": index, "item": message_item(&id, "in_progress", Vec::new())}),
+            json!({"output_index": index, "item": item.empty_json()}),
         ));
-        events.push(part_added_event(&mut self.seq, &id, index, 0, kind));
-        self.items.push(StreamItem {
-            id,
-            status: "in_progress",
-            kind: ItemKind::Message {
-                parts: vec![Part {
-                    kind,
-                    text: String::new(),
-                }],
-            },
-            announced: true,
-        });
+        events.push(part_added_event(&mut self.seq, &item.id, index, 0, kind));
+        self.items.push(item);
         self.open = Some(index);
         index
     }
@@ -482,13 +554,12 @@ impl ResponsesStreamTranslator {
         };
         item.announced = true;
         let seq = &mut self.seq;
+        events.push(seq.event(
+            "response.output_item.added",
+            json!({"output_index": index, "item": item.empty_json()}),
+        ));
         match &item.kind {
-            ItemKind::Message { parts } => {
-                events.push(seq.event(
-                    "response.output_item.added",
-                    json!({"output_index": index,
-                           "item": message_item(&item.id, "in_progress", Vec::new())}),
-                ));
+            ItemKind::Message { parts } | ItemKind::Reasoning { parts } => {
                 for (content_index, part) in parts.iter().enumerate() {
                     events.push(part_added_event(
                         seq,
@@ -504,21 +575,14 @@ impl ResponsesStreamTranslator {
                         content_index,
                         part.kind,
                         &part.text,
+                        &part.logprobs,
                     ));
                     events.extend(part_done_events(seq, &item.id, index, content_index, part));
                 }
             }
             ItemKind::FunctionCall {
-                call_id,
-                name,
-                arguments,
-                ..
+                name, arguments, ..
             } => {
-                events.push(seq.event(
-                    "response.output_item.added",
-                    json!({"output_index": index,
-                           "item": function_call_item(&item.id, call_id, name, "", "in_progress")}),
-                ));
                 if !arguments.is_empty() {
                     events.push(seq.event(
                         "response.function_call_arguments.delta",
@@ -541,7 +605,7 @@ impl ResponsesStreamTranslator {
         };
         item.status = status;
         match &item.kind {
-            ItemKind::Message { parts } => {
+            ItemKind::Message { parts } | ItemKind::Reasoning { parts } => {
                 if let Some(last) = parts.last() {
                     events.extend(part_done_events(
                         &mut self.seq,
@@ -563,6 +627,22 @@ impl ResponsesStreamTranslator {
             )),
         }
         events.push(item_done_event(&mut self.seq, index, item));
+    }
+}
+
+/// The id prefix of the item content of `kind` goes in.
+fn item_prefix(kind: PartKind) -> &'static str {
+    match kind {
+        PartKind::Reasoning => "rs",
+        PartKind::Text | PartKind::Refusal => "msg",
+    }
+}
+
+/// The item content of `kind` goes in, with these parts.
+fn item_kind(kind: PartKind, parts: Vec<Part>) -> ItemKind {
+    match kind {
+        PartKind::Reasoning => ItemKind::Reasoning { parts },
+        PartKind::Text | PartKind::Refusal => ItemKind::Message { parts },
     }
 }
 
@@ -598,10 +678,7 @@ fn part_added_event(
     content_index: usize,
     kind: PartKind,
 ) -> SseEvent {
-    let empty = Part {
-        kind,
-        text: String::new(),
-    };
+    let empty = Part::new(kind);
     seq.event(
         "response.content_part.added",
         json!({
@@ -620,6 +697,7 @@ fn content_delta_event(
     content_index: usize,
     kind: PartKind,
     delta: &str,
+    logprobs: &[Value],
 ) -> SseEvent {
     let mut fields = json!({
         "item_id": item_id,
@@ -629,10 +707,11 @@ fn content_delta_event(
     });
     let name = match kind {
         PartKind::Text => {
-            fields["logprobs"] = json!([]);
+            fields["logprobs"] = Value::Array(event_logprobs(logprobs));
             "response.output_text.delta"
         }
         PartKind::Refusal => "response.refusal.delta",
+        PartKind::Reasoning => "response.reasoning_text.delta",
     };
     seq.event(name, fields)
 }
@@ -652,12 +731,16 @@ fn part_done_events(
     let name = match part.kind {
         PartKind::Text => {
             fields["text"] = Value::from(part.text.as_str());
-            fields["logprobs"] = json!([]);
+            fields["logprobs"] = Value::Array(event_logprobs(&part.logprobs));
             "response.output_text.done"
         }
         PartKind::Refusal => {
             fields["refusal"] = Value::from(part.text.as_str());
             "response.refusal.done"
+        }
+        PartKind::Reasoning => {
+            fields["text"] = Value::from(part.text.as_str());
+            "response.reasoning_text.done"
         }
     };
     let text_done = seq.event(name, fields);

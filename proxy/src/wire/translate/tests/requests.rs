@@ -423,10 +423,6 @@ request_cases! {
         json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": 1}]}]}),
         "input[0].content[0].text",
     );
-    reasoning_item_names_the_param: error_at(
-        json!({"model": "m", "input": [{"type": "reasoning", "summary": []}]}),
-        "input[0].type",
-    );
     number_item_type_names_the_param: error_at(
         json!({"model": "m", "input": [{"type": 1}]}),
         "input[0].type",
@@ -470,9 +466,11 @@ request_cases! {
     conversation_is_refused: error_at(with(json!({"conversation": "conv_1"})), "conversation");
     prompt_is_refused: error_at(with(json!({"prompt": {"id": "pmpt_1"}})), "prompt");
     auto_truncation_is_refused: error_at(with(json!({"truncation": "auto"})), "truncation");
-    include_is_refused: error_at(
-        with(json!({"include": ["message.output_text.logprobs"]})), "include");
-    top_logprobs_are_refused: error_at(with(json!({"top_logprobs": 3})), "top_logprobs");
+    include_values_that_chat_cannot_produce_are_refused: json!({
+        "request": with(json!({"include": ["message.output_text.logprobs",
+                                           "reasoning.encrypted_content"]})),
+        "error": {"param": "include", "message_contains": "'reasoning.encrypted_content'"},
+    });
     a_reasoning_summary_is_refused: error_at(
         with(json!({"reasoning": {"effort": "low", "summary": "auto"}})), "reasoning.summary");
     an_unknown_field_is_refused_as_the_api_does: json!({
@@ -482,7 +480,7 @@ request_cases! {
     defaults_of_refused_fields_ask_for_nothing: json!({
         "request": with(json!({"background": false, "truncation": "disabled", "include": [],
                                "top_logprobs": 0, "conversation": null, "prompt": null})),
-        "expect": {"/messages": [{"role": "user", "content": "x"}]},
+        "expect": {"": {"model": "up-model", "messages": [{"role": "user", "content": "x"}]}},
     });
     mapped_fields_reach_the_chat_request: json!({
         "request": with(json!({
@@ -500,19 +498,98 @@ request_cases! {
     });
 }
 
-/// The field table of docs/contracts.md is this one, row for row: a field
-/// added to either without the other fails here.
-#[test]
-fn the_contracts_table_is_the_field_table() {
-    use crate::wire::translate::request::{FieldRule, RESPONSES_FIELDS};
+request_cases! {
+    // `include` and `top_logprobs`: the logprobs of the text, as chat asks for them.
+    included_logprobs_ask_chat_for_logprobs: json!({
+        "request": with(json!({"include": ["message.output_text.logprobs"]})),
+        "expect": {"/logprobs": true, "/top_logprobs": "<absent>", "/include": "<absent>"},
+    });
+    top_logprobs_go_beside_the_included_logprobs: json!({
+        "request": with(json!({"include": ["message.output_text.logprobs"], "top_logprobs": 5,
+                               "stream": true})),
+        "expect": {"/logprobs": true, "/top_logprobs": 5, "/stream": true},
+    });
+    the_fewest_and_the_most_top_logprobs_are_sent: json!({
+        "request": with(json!({"include": ["message.output_text.logprobs"], "top_logprobs": 20})),
+        "expect": {"/logprobs": true, "/top_logprobs": 20},
+    });
+    top_logprobs_alone_ask_chat_for_nothing: json!({
+        // The API returns no logprobs without the include: nor does chat get asked.
+        "request": with(json!({"top_logprobs": 5})),
+        "expect": {"/logprobs": "<absent>", "/top_logprobs": "<absent>"},
+    });
+    too_many_top_logprobs_are_refused_as_the_api_does: json!({
+        "request": with(json!({"include": ["message.output_text.logprobs"], "top_logprobs": 21})),
+        "error": {"param": "top_logprobs", "message":
+            "Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got 21 instead."},
+    });
+    negative_top_logprobs_are_refused: json!({
+        "request": with(json!({"top_logprobs": -1})),
+        "error": {"param": "top_logprobs", "message":
+            "Invalid 'top_logprobs': integer below minimum value. Expected a value >= 0, but got -1 instead."},
+    });
+    top_logprobs_that_are_no_integer_name_the_param: error_at(
+        with(json!({"top_logprobs": "3"})), "top_logprobs");
+    fractional_top_logprobs_name_the_param: error_at(
+        with(json!({"top_logprobs": 2.5})), "top_logprobs");
+    an_unknown_include_value_is_invalid: json!({
+        "request": with(json!({"include": ["message.output_text.logprobs", "everything"]})),
+        "error": {"param": "include[1]", "message_contains": "Invalid value: 'everything'."},
+    });
+    include_that_is_no_list_names_the_param: error_at(
+        with(json!({"include": "message.output_text.logprobs"})), "include");
+    an_include_value_that_is_no_string_names_the_param: error_at(
+        with(json!({"include": [7]})), "include[0]");
+
+    // Reasoning items of earlier turns (the output of a translated reasoning
+    // answer, sent back as input) are the model's own: chat takes none back.
+    reasoning_items_are_left_out: json!({
+        "request": {"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "reasoning", "id": "rs_1", "summary": [],
+             "content": [{"type": "reasoning_text", "text": "thinking"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]},
+            {"type": "reasoning", "id": "rs_2", "summary": []},
+            {"type": "function_call", "call_id": "call_a", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_a", "output": "1"},
+        ]},
+        "expect": {"/messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_a", "content": "1"},
+        ]},
+    });
+    a_reference_to_a_reasoning_item_adds_nothing: json!({
+        "request": {"model": "m", "input": [
+            {"type": "item_reference", "id": "rs_1"},
+            {"role": "user", "content": "q"},
+        ]},
+        "items": {"rs_1": {"type": "reasoning", "id": "rs_1", "summary": [], "status": "completed",
+                           "content": [{"type": "reasoning_text", "text": "thinking"}]}},
+        "expect": {"/messages": [{"role": "user", "content": "q"}]},
+    });
+}
+
+/// The rows between `<!-- {marker} -->` and `<!-- /{marker} -->` of
+/// docs/contracts.md, and the rows a rule table makes.
+fn documented_and_expected(
+    marker: &str,
+    table: &[(&str, crate::wire::translate::request::FieldRule)],
+) -> (Vec<String>, Vec<String>) {
+    use crate::wire::translate::request::FieldRule;
     let doc = include_str!("../../../../../docs/contracts.md");
-    let start = doc.find("<!-- responses-fields -->").expect("table start");
-    let end = doc.find("<!-- /responses-fields -->").expect("table end");
-    let documented: Vec<&str> = doc[start..end]
+    let start = doc
+        .find(&format!("<!-- {marker} -->"))
+        .expect("table start");
+    let end = doc.find(&format!("<!-- /{marker} -->")).expect("table end");
+    let documented = doc[start..end]
         .lines()
         .filter(|line| line.starts_with("| `"))
+        .map(str::to_owned)
         .collect();
-    let expected: Vec<String> = RESPONSES_FIELDS
+    let expected = table
         .iter()
         .map(|(field, rule)| {
             let (kind, how) = match rule {
@@ -524,35 +601,131 @@ fn the_contracts_table_is_the_field_table() {
             format!("| `{field}` | {kind} | {how} |")
         })
         .collect();
+    (documented, expected)
+}
+
+/// The field table of docs/contracts.md is this one, row for row: a field
+/// added to either without the other fails here.
+#[test]
+fn the_contracts_table_is_the_field_table() {
+    use crate::wire::translate::request::RESPONSES_FIELDS;
+    let (documented, expected) = documented_and_expected("responses-fields", RESPONSES_FIELDS);
     assert_eq!(documented, expected);
 }
 
-/// Each refused field, given a value that asks for something, is a 400
-/// naming it (the accepted ones are in `mapped_fields_reach_the_chat_request`).
+/// The same for the values of `include`.
+#[test]
+fn the_contracts_include_table_is_the_include_table() {
+    use crate::wire::translate::request::INCLUDE_VALUES;
+    let (documented, expected) = documented_and_expected("responses-include", INCLUDE_VALUES);
+    assert_eq!(documented, expected);
+}
+
+/// One value of every field of the table, and what it must do to the chat
+/// request (`expect`, pointers as in the cases; `with`: other fields it
+/// needs). A field added to the table without a case here fails.
+fn field_examples() -> Value {
+    json!({
+        "model": {"value": "client-model", "expect": {"/model": "up-model"}},
+        "input": {"value": [{"role": "user", "content": "y"}],
+                  "expect": {"/messages": [{"role": "user", "content": "y"}]}},
+        "instructions": {"value": "sys",
+                         "expect": {"/messages/0": {"role": "system", "content": "sys"}}},
+        // The caller looks the conversation up; the id itself goes nowhere.
+        "previous_response_id": {"value": "resp_1", "expect": {"/messages": [{"role": "user", "content": "x"}]}},
+        "max_output_tokens": {"value": 9, "expect": {"/max_completion_tokens": 9}},
+        "temperature": {"value": 0.5, "expect": {}},
+        "top_p": {"value": 0.9, "expect": {}},
+        "user": {"value": "u-1", "expect": {}},
+        "metadata": {"value": {"a": "1"}, "expect": {}},
+        "service_tier": {"value": "flex", "expect": {}},
+        "prompt_cache_key": {"value": "k", "expect": {}},
+        "prompt_cache_retention": {"value": "24h", "expect": {}},
+        "safety_identifier": {"value": "h", "expect": {}},
+        "reasoning": {"value": {"effort": "low"}, "expect": {"/reasoning_effort": "low"}},
+        "text": {"value": {"format": {"type": "json_object"}, "verbosity": "high"},
+                 "expect": {"/response_format": {"type": "json_object"}, "/verbosity": "high"}},
+        "tools": {"value": [{"type": "function", "name": "f"}],
+                  "expect": {"/tools/0/function/name": "f"}},
+        "tool_choice": {"value": "required", "with": {"tools": [{"type": "function", "name": "f"}]},
+                        "expect": {"/tool_choice": "required"}},
+        "parallel_tool_calls": {"value": false, "with": {"tools": [{"type": "function", "name": "f"}]},
+                                "expect": {"/parallel_tool_calls": false}},
+        "stream": {"value": true, "expect": {"/stream_options": {"include_usage": true}}},
+        "store": {"value": false, "expect": {}},
+        "stream_options": {"value": {"include_obfuscation": false}, "expect": {}},
+        "max_tool_calls": {"value": 3, "expect": {}},
+        "truncation": {"value": "auto"},
+        "include": {"value": ["message.output_text.logprobs"], "expect": {"/logprobs": true}},
+        "top_logprobs": {"value": 4, "with": {"include": ["message.output_text.logprobs"]},
+                         "expect": {"/top_logprobs": 4}},
+        "conversation": {"value": "conv_1"},
+        "prompt": {"value": {"id": "pmpt_1"}},
+        "background": {"value": true},
+    })
+}
+
+/// Every field of the table, given a value that asks for something, does
+/// what its rule says: copied under its name, mapped as its example
+/// expects, dropped when it means nothing to chat, or a 400 naming it.
 #[test]
 fn every_field_of_the_table_is_mapped_or_refused() {
     use crate::wire::translate::request::{FieldRule, RESPONSES_FIELDS};
-    let asking = json!({
-        "background": true, "conversation": "conv_1", "prompt": {"id": "pmpt_1"},
-        "truncation": "auto", "include": ["message.output_text.logprobs"], "top_logprobs": 2,
-    });
+    let examples = field_examples();
+    let examples = examples.as_object().unwrap();
     for (field, rule) in RESPONSES_FIELDS {
-        if let FieldRule::Refused(_) = rule {
-            let value = asking
-                .get(*field)
-                .unwrap_or_else(|| panic!("no value for {field}"));
-            let request = with(json!({ *field: value.clone() }));
-            let refused =
-                responses_to_chat_request(&request, &[], &|_| None, "up").expect_err(field);
-            assert_eq!(refused.param.as_deref(), Some(*field));
+        let example = examples
+            .get(*field)
+            .unwrap_or_else(|| panic!("no example for {field}"));
+        let mut extra = example.get("with").cloned().unwrap_or_else(|| json!({}));
+        extra[*field] = example["value"].clone();
+        let request = with(extra);
+        let result = responses_to_chat_request(&request, &[], &|_| None, "up-model");
+        match rule {
+            FieldRule::Refused(_) => {
+                let refused = result.expect_err(field);
+                assert_eq!(refused.param.as_deref(), Some(*field));
+            }
+            _ => {
+                let chat = result.unwrap_or_else(|err| panic!("{field}: {err}"));
+                super::check(field, "chat", example.get("expect"), &chat);
+                match rule {
+                    FieldRule::Copied => assert_eq!(chat[*field], example["value"], "{field}"),
+                    FieldRule::NotApplicable(_) => {
+                        assert!(chat.get(*field).is_none(), "{field}: {chat}");
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     assert_eq!(
-        asking.as_object().unwrap().len(),
-        RESPONSES_FIELDS
-            .iter()
-            .filter(|(_, rule)| matches!(rule, FieldRule::Refused(_)))
-            .count(),
-        "a value for each refused field"
+        examples.len(),
+        RESPONSES_FIELDS.len(),
+        "an example per field"
     );
+}
+
+/// Every value `include` may hold is mapped (the chat request asks for it)
+/// or refused with a 400 naming `include`.
+#[test]
+fn every_include_value_is_mapped_or_refused() {
+    use crate::wire::translate::request::{FieldRule, INCLUDE_VALUES};
+    let plain = responses_to_chat_request(&with(json!({})), &[], &|_| None, "up").unwrap();
+    for (value, rule) in INCLUDE_VALUES {
+        let request = with(json!({"include": [value]}));
+        let result = responses_to_chat_request(&request, &[], &|_| None, "up");
+        match rule {
+            FieldRule::Refused(reason) => {
+                let refused = result.expect_err(value);
+                assert_eq!(refused.param.as_deref(), Some("include"), "{value}");
+                assert!(
+                    refused.message.contains(reason),
+                    "{value}: {}",
+                    refused.message
+                );
+            }
+            _ => assert_ne!(result.expect(value), plain, "{value} asks chat for nothing"),
+        }
+    }
 }

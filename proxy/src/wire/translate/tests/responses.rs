@@ -71,6 +71,35 @@ fn with_cache_write_tokens() -> Value {
     chat
 }
 
+/// A chat reply whose content came with logprobs (`top_logprobs: 2`): the
+/// second token has no bytes, and an entry without a logprob is no entry.
+fn with_logprobs() -> Value {
+    let mut chat = chat_reply(json!("Hi there"), "stop");
+    chat["choices"][0]["logprobs"] = json!({"content": [
+        {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+            {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+            {"token": "Hey", "logprob": -1.5, "bytes": null},
+        ]},
+        {"token": " there", "logprob": -0.5, "top_logprobs": []},
+        {"token": "?"},
+        "not an entry",
+    ], "refusal": null});
+    chat
+}
+
+/// A chat message with reasoning under `field`, and then `content`.
+fn with_reasoning(field: &str, content: Value, finish_reason: &str) -> Value {
+    let mut chat = chat_reply(content, finish_reason);
+    chat["choices"][0]["message"][field] = json!("Let me think.");
+    chat
+}
+
+fn tool_calls_after_reasoning() -> Value {
+    let mut chat = tool_call_reply(Value::Null);
+    chat["choices"][0]["message"]["reasoning_content"] = json!("Calls are needed.");
+    chat
+}
+
 /// A malformed chat reply still gives a Response, without panicking.
 fn malformed(chat: Value) -> Value {
     json!({
@@ -118,6 +147,7 @@ response_cases! {
             "user": null,
             "reasoning": null,
             "truncation": "disabled",
+            "top_logprobs": null,
         }},
         "text": "Hello there",
     });
@@ -240,6 +270,95 @@ response_cases! {
         "expect": {"/usage/input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 9}},
     });
 
+    logprobs_reach_the_output_text_part: json!({
+        "chat": with_logprobs(),
+        "request": {"model": "m", "include": ["message.output_text.logprobs"], "top_logprobs": 2},
+        "expect": {
+            "/output/0/content": [{"type": "output_text", "text": "Hi there", "annotations": [],
+                "logprobs": [
+                    {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+                        {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+                        {"token": "Hey", "logprob": -1.5, "bytes": [72, 101, 121]},
+                    ]},
+                    {"token": " there", "logprob": -0.5, "bytes": [32, 116, 104, 101, 114, 101],
+                     "top_logprobs": []},
+                ]}],
+            "/top_logprobs": 2,
+        },
+        "text": "Hi there",
+    });
+
+    logprobs_not_asked_for_are_not_shown: json!({
+        "chat": with_logprobs(),
+        "request": {"model": "m", "top_logprobs": 2},
+        "expect": {"/output/0/content/0/logprobs": []},
+    });
+
+    logprobs_of_no_content_have_no_part: json!({
+        "chat": with_refusal(),
+        "request": {"model": "m", "include": ["message.output_text.logprobs"]},
+        // Chat's refusal logprobs have no place on a refusal part.
+        "expect": {"/output/0/content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+    });
+
+    reasoning_content_becomes_a_reasoning_item_first: json!({
+        "chat": with_reasoning("reasoning_content", json!("Done."), "stop"),
+        "request": {"model": "m"},
+        "expect": {
+            "/output/0": {"type": "reasoning", "id": "<hex:rs_>", "summary": [], "status": "completed",
+                          "content": [{"type": "reasoning_text", "text": "Let me think."}]},
+            "/output/1/type": "message",
+            "/output/1/content/0/text": "Done.",
+            "/output/2": "<absent>",
+            "/usage/output_tokens_details/reasoning_tokens": 2,
+        },
+        "text": "Done.",
+    });
+
+    the_reasoning_field_is_read_alike: json!({
+        "chat": with_reasoning("reasoning", json!("Done."), "stop"),
+        "request": {"model": "m"},
+        "expect": {
+            "/output/0/type": "reasoning",
+            "/output/0/content": [{"type": "reasoning_text", "text": "Let me think."}],
+            "/output/1/type": "message",
+        },
+        "text": "Done.",
+    });
+
+    reasoning_comes_before_tool_calls: json!({
+        "chat": tool_calls_after_reasoning(),
+        "request": {"model": "m"},
+        "expect": {
+            "/output/0/type": "reasoning",
+            "/output/0/content/0/text": "Calls are needed.",
+            "/output/1/type": "function_call",
+            "/output/2/type": "function_call",
+            "/output/3": "<absent>",
+        },
+    });
+
+    an_answer_cut_during_its_reasoning_has_an_incomplete_reasoning_item: json!({
+        "chat": with_reasoning("reasoning_content", json!(""), "length"),
+        "request": {"model": "m"},
+        "expect": {
+            "/status": "incomplete",
+            "/output/0/type": "reasoning",
+            "/output/0/status": "incomplete",
+            "/output/1/type": "message",
+            "/output/1/status": "incomplete",
+            "/output/1/content": [{"type": "output_text", "text": "", "annotations": [], "logprobs": []}],
+        },
+        "text": "",
+    });
+
+    empty_or_odd_reasoning_is_no_item: json!({
+        "chat": {"choices": [{"message": {"content": "x", "reasoning_content": "",
+                                          "reasoning": {"effort": "low"}}}]},
+        "request": {"model": "m"},
+        "expect": {"/output/0/type": "message", "/output/1": "<absent>"},
+    });
+
     malformed_null_reply: malformed(json!(null));
     malformed_string_reply: malformed(json!("text"));
     malformed_string_choices: malformed(json!({"choices": "x"}));
@@ -251,6 +370,16 @@ response_cases! {
     malformed_tool_calls: malformed(
         json!({"choices": [{"message": {"tool_calls": [null, 1, {"function": 2}]}}]})
     );
+    malformed_logprobs_are_no_logprobs: json!({
+        "chat": {"choices": [{"message": {"content": "x"}, "logprobs": {"content": [
+            {"token": 1, "logprob": -1}, null, {"token": "x", "logprob": "low"},
+            {"token": "x", "logprob": -1, "top_logprobs": "many"},
+        ]}}]},
+        "request": {"model": "m", "include": ["message.output_text.logprobs"]},
+        "expect": {"/output/0/content/0/logprobs": [
+            {"token": "x", "logprob": -1, "bytes": [120], "top_logprobs": []},
+        ]},
+    });
     malformed_usage_counts: malformed(
         json!({"usage": {"prompt_tokens": -1, "completion_tokens": "2"}})
     );

@@ -40,6 +40,31 @@ fn tool_delta(index: u64, id: Option<&str>, name: Option<&str>, args: &str) -> V
     chunk(json!({"tool_calls": [call]}), Value::Null)
 }
 
+/// A content chunk whose token came with its logprob and one alternative.
+fn logprob_chunk(token: &str, logprob: f64) -> Value {
+    let mut chunk = chunk(json!({"content": token}), Value::Null);
+    chunk["choices"][0]["logprobs"] = json!({"content": [
+        {"token": token, "logprob": logprob, "bytes": token.as_bytes(), "top_logprobs": [
+            {"token": token, "logprob": logprob, "bytes": token.as_bytes()},
+            {"token": "~", "logprob": logprob - 1.0, "bytes": [126]},
+        ]},
+    ], "refusal": null});
+    chunk
+}
+
+/// A delta of reasoning under `field` (vLLM-style servers).
+fn reasoning_chunk(field: &str, text: &str) -> Value {
+    chunk(json!({ field: text }), Value::Null)
+}
+
+fn reasoning_usage_chunk() -> Value {
+    let mut usage = usage_chunk();
+    usage["usage"]["completion_tokens_details"]["reasoning_tokens"] = json!(2);
+    usage
+}
+
+const LOGPROBS: &str = "message.output_text.logprobs";
+
 /// A role chunk, one chunk per word, the finish chunk and the usage chunk.
 fn text_stream(words: &[&str], finish_reason: &str) -> Vec<Value> {
     let mut chunks = vec![chunk(
@@ -526,6 +551,279 @@ stream_cases! {
         ]},
     });
 
+    streamed_logprobs_reach_each_delta_and_every_done_event: json!({
+        "request": {"model": "m", "include": [LOGPROBS], "top_logprobs": 1},
+        "steps": whole(vec![
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            logprob_chunk("Hi", -0.25),
+            logprob_chunk(" there", -0.5),
+            chunk(json!({}), json!("stop")),
+            usage_chunk(),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/3/data/part/logprobs": [],
+            // A delta's logprobs are its own tokens', in the events' shape (no bytes).
+            "/4/data/logprobs": [{"token": "Hi", "logprob": -0.25, "top_logprobs": [
+                {"token": "Hi", "logprob": -0.25}, {"token": "~", "logprob": -1.25}]}],
+            "/5/data/logprobs": [{"token": " there", "logprob": -0.5, "top_logprobs": [
+                {"token": " there", "logprob": -0.5}, {"token": "~", "logprob": -1.5}]}],
+            "/6/data/text": "Hi there",
+            "/6/data/logprobs/0": "<same:/4/data/logprobs/0>",
+            "/6/data/logprobs/1": "<same:/5/data/logprobs/0>",
+            "/6/data/logprobs/2": "<absent>",
+            "/7/data/part": {"type": "output_text", "text": "Hi there", "annotations": [],
+                             "logprobs": [
+                {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+                    {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+                    {"token": "~", "logprob": -1.25, "bytes": [126]}]},
+                {"token": " there", "logprob": -0.5, "bytes": [32, 116, 104, 101, 114, 101],
+                 "top_logprobs": [
+                    {"token": " there", "logprob": -0.5, "bytes": [32, 116, 104, 101, 114, 101]},
+                    {"token": "~", "logprob": -1.5, "bytes": [126]}]},
+            ]},
+            "/8/data/item/content/0": "<same:/7/data/part>",
+            "/9/data/response/output/0": "<same:/8/data/item>",
+            "/9/data/response/top_logprobs": 1,
+        },
+        "final_is": "/last/data/response",
+        "deltas": "Hi there",
+    });
+
+    streamed_logprobs_not_asked_for_are_not_shown: json!({
+        "request": {"model": "m", "top_logprobs": 1},
+        "steps": whole(vec![logprob_chunk("Hi", -0.25), chunk(json!({}), json!("stop"))]),
+        "events": {
+            "/4/data/logprobs": [],
+            "/5/data/logprobs": [],
+            "/6/data/part/logprobs": [],
+        },
+        "final": {"/output/0/content/0/logprobs": []},
+    });
+
+    // Text held back behind an open call is sent whole, its logprobs with it.
+    held_back_text_keeps_its_logprobs: json!({
+        "request": {"model": "m", "include": [LOGPROBS]},
+        "steps": whole(vec![
+            tool_delta(0, Some("call_a"), Some("f"), "{}"),
+            logprob_chunk("a", -0.1),
+            logprob_chunk(" b", -0.2),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "names_from": 6,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/8/data/delta": "a b",
+            "/8/data/logprobs/0/token": "a",
+            "/8/data/logprobs/1/token": " b",
+            "/9/data/logprobs": "<same:/8/data/logprobs>",
+            "/10/data/part/logprobs/1/bytes": [32, 98],
+            "/11/data/item": "<same:/12/data/response/output/1>",
+        },
+        "final_is": "/last/data/response",
+    });
+
+    streamed_reasoning_comes_first_as_a_reasoning_item: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            reasoning_chunk("reasoning_content", "Let"),
+            reasoning_chunk("reasoning_content", " me think."),
+            chunk(json!({"content": "Done"}), Value::Null),
+            chunk(json!({"content": "."}), Value::Null),
+            chunk(json!({}), json!("stop")),
+            reasoning_usage_chunk(),
+        ]),
+        "names": [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/2/data": {"type": "response.output_item.added", "sequence_number": 2, "output_index": 0,
+                        "item": {"type": "reasoning", "id": "<hex:rs_>", "summary": [], "content": [],
+                                 "status": "in_progress"}},
+            "/3/data": {"type": "response.content_part.added", "sequence_number": 3,
+                        "item_id": "<same:/2/data/item/id>", "output_index": 0, "content_index": 0,
+                        "part": {"type": "reasoning_text", "text": ""}},
+            "/4/data": {"type": "response.reasoning_text.delta", "sequence_number": 4,
+                        "item_id": "<same:/2/data/item/id>", "output_index": 0, "content_index": 0,
+                        "delta": "Let"},
+            "/5/data/delta": " me think.",
+            "/6/data": {"type": "response.reasoning_text.done", "sequence_number": 6,
+                        "item_id": "<same:/2/data/item/id>", "output_index": 0, "content_index": 0,
+                        "text": "Let me think."},
+            "/7/data/part": {"type": "reasoning_text", "text": "Let me think."},
+            "/8/data/item": {"type": "reasoning", "id": "<same:/2/data/item/id>", "summary": [],
+                             "status": "completed",
+                             "content": [{"type": "reasoning_text", "text": "Let me think."}]},
+            "/9/data/output_index": 1,
+            "/9/data/item/type": "message",
+            "/11/data/output_index": 1,
+            "/11/data/item_id": "<same:/9/data/item/id>",
+            "/16/data/response/output/0": "<same:/8/data/item>",
+            "/16/data/response/output/1": "<same:/15/data/item>",
+            "/16/data/response/usage/output_tokens_details/reasoning_tokens": 2,
+        },
+        "final_is": "/last/data/response",
+        "deltas": "Done.",
+        "text": "Done.",
+    });
+
+    // vLLM since 0.10 sends `reasoning`; during the rename some send both.
+    the_reasoning_field_streams_alike_and_once: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            reasoning_chunk("reasoning", "Hmm"),
+            chunk(json!({"reasoning": ".", "reasoning_content": "."}), Value::Null),
+            chunk(json!({"content": "Ok"}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]),
+        "events": {
+            "/4/data/delta": "Hmm",
+            "/5/data/delta": ".",
+            "/6/data/text": "Hmm.",
+        },
+        "final": {"/output/0/content": [{"type": "reasoning_text", "text": "Hmm."}],
+                  "/output/1/content/0/text": "Ok"},
+    });
+
+    streamed_reasoning_before_a_tool_call: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            reasoning_chunk("reasoning_content", "Call f."),
+            tool_delta(0, Some("call_a"), Some("f"), "{}"),
+            chunk(json!({}), json!("tool_calls")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {"/8/data/output_index": 1, "/8/data/item/type": "function_call"},
+        "final": {"/output/0/type": "reasoning", "/output/1/type": "function_call",
+                  "/output/2": "<absent>"},
+    });
+
+    // Reasoning that starts while a call is open waits for it, as text does.
+    reasoning_after_an_open_call_is_sent_whole_after_it: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            tool_delta(0, Some("call_a"), Some("f"), "{"),
+            reasoning_chunk("reasoning_content", "more"),
+            reasoning_chunk("reasoning_content", " thought"),
+            tool_delta(0, None, None, "}"),
+            chunk(json!({}), json!("tool_calls")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "events": {
+            "/7/data/item/type": "reasoning",
+            "/7/data/output_index": 1,
+            "/9/data/delta": "more thought",
+            "/12/data/item": "<same:/13/data/response/output/1>",
+        },
+        "final_is": "/last/data/response",
+    });
+
+    // A reply cut during its reasoning: the reasoning is incomplete, and an
+    // empty message follows, as in a whole answer.
+    a_stream_cut_during_its_reasoning_still_has_a_message: json!({
+        "request": {"model": "m"},
+        "steps": whole(vec![
+            reasoning_chunk("reasoning_content", "Long"),
+            chunk(json!({}), json!("length")),
+        ]),
+        "names_from": 2,
+        "names": [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.incomplete",
+        ],
+        "events": {"/7/data/item/status": "incomplete", "/8/data/output_index": 1},
+        "final": {"/status": "incomplete", "/output/0/status": "incomplete",
+                  "/output/1/status": "incomplete", "/output/1/content/0/text": ""},
+        "text": "",
+    });
+
+    an_error_during_the_reasoning_closes_it: json!({
+        "request": {"model": "m"},
+        "steps": [
+            {"start": null},
+            {"chunk": reasoning_chunk("reasoning_content", "thinking")},
+            {"error": ["upstream went away", "stream_error"], "emits": 5},
+        ],
+        "names_from": 5,
+        "names": ["response.reasoning_text.done", "response.content_part.done",
+                  "response.output_item.done", "error", "response.failed"],
+        "events": {"/7/data/item/status": "incomplete"},
+        "final": {"/status": "failed", "/output/0/type": "reasoning",
+                  "/output/0/content/0/text": "thinking", "/output/1": "<absent>"},
+    });
+
     malformed_chunks_do_not_panic: json!({
         "request": null,
         "steps": whole(vec![
@@ -537,6 +835,8 @@ stream_cases! {
             json!({"choices": [{"delta": "x", "finish_reason": 5}]}),
             json!({"choices": [{"delta": {"content": 5, "tool_calls": "x"}}]}),
             json!({"choices": [{"delta": {"tool_calls": [null, 3, {"function": null}]}}]}),
+            json!({"choices": [{"delta": {"reasoning": 5, "reasoning_content": [1]}}]}),
+            json!({"choices": [{"delta": {}, "logprobs": {"content": [null, {"token": 2}]}}]}),
             json!({"usage": 3}),
         ]),
         "final": {"/model": ""},
