@@ -249,3 +249,31 @@ def test_a_cached_response_the_store_no_longer_holds_is_answered_afresh(
     assert sdk.responses.retrieve(fresh.id).output_text == reply_to(f"cache me {tag}")
     continued = sdk.responses.create(model="kept", input="and then", previous_response_id=fresh.id)
     assert continued.output_text == "reply 2: and then"
+
+
+@pytest.mark.parametrize("native", list(KINDS.values()), ids=list(KINDS))
+def test_a_response_cached_by_another_proxy_is_replayed_only_where_it_is_held(
+    gateways: Gateways, mock_control: testing.MockControl, tag: str, native: bool
+) -> None:
+    upstream = unique("shared")
+    config = proxy_config(
+        [mock_upstream(upstream, responses=native)],
+        [model("kept", [upstream])],
+        cache={"backend": "redis", "redis_url": "redis://127.0.0.1:${redis.port}/0"},
+    )
+    writer, reader = gateways.start(config), gateways.start(config)
+    first = writer.sdk().responses.create(model="kept", input=f"shared {tag}")
+    calls_before = len(logged(mock_control, tag, upstream))
+    sdk = reader.sdk()
+    again = sdk.responses.create(model="kept", input=f"shared {tag}")
+    if native:
+        # The upstream that made it holds it: replayed, and the reader can use its id.
+        assert again.id == first.id
+        assert len(logged(mock_control, tag, upstream)) == calls_before
+    else:
+        # Only the writer's store holds a translated response: the reader answers afresh.
+        assert again.id != first.id
+        assert len(logged(mock_control, tag, upstream)) == calls_before + 1
+    assert sdk.responses.retrieve(again.id).id == again.id
+    continued = sdk.responses.create(model="kept", input="next", previous_response_id=again.id)
+    assert continued.output_text == "reply 2: next"

@@ -39,13 +39,8 @@ pub async fn admit<'a>(
     arrival.outcome.describe(arrival.model, arrival.streaming);
     let model = state.model_index(arrival.model)?;
     let kept = body.get("store") != Some(&Value::Bool(false));
-    // A cached Response names an id a client may continue or retrieve: only
-    // worth replaying while the proxy's store or the upstream's pin holds it.
     let servable = |entry: &CachedResponse| {
-        arrival.route != Route::Responses
-            || !kept
-            || response_id_in(&entry.body, entry.stream)
-                .is_some_and(|id| state.store.contains(&id) || state.pins.upstream(&id).is_some())
+        arrival.route != Route::Responses || !kept || held(state, entry)
     };
     let cache = match consult(
         &state.cache,
@@ -68,4 +63,27 @@ pub async fn admit<'a>(
         cache,
     };
     Ok(Admission::Forward { model, call })
+}
+
+/// Whether the response a cached Response names is still held, so a client
+/// may continue or retrieve it: by the proxy's store (translated), by the
+/// upstream it is pinned to, or, for an answer another proxy cached through a
+/// shared backend, by the native upstream of this config that made it (now
+/// pinned here too).
+fn held(state: &SharedState, entry: &CachedResponse) -> bool {
+    let Some(id) = response_id_in(&entry.body, entry.stream) else {
+        return false;
+    };
+    if state.store.contains(&id) || state.pins.upstream(&id).is_some() {
+        return true;
+    }
+    let maker = state
+        .config
+        .upstreams
+        .iter()
+        .position(|upstream| upstream.responses && upstream.name == entry.upstream);
+    if let Some(upstream) = maker {
+        state.pins.pin(&id, upstream);
+    }
+    maker.is_some()
 }
