@@ -39,9 +39,8 @@ pub async fn admit<'a>(
     arrival.outcome.describe(arrival.model, arrival.streaming);
     let model = state.model_index(arrival.model)?;
     let kept = body.get("store") != Some(&Value::Bool(false));
-    let servable = |entry: &CachedResponse| {
-        arrival.route != Route::Responses || !kept || held(state, entry)
-    };
+    let servable =
+        |entry: &CachedResponse| arrival.route != Route::Responses || !kept || held(state, entry);
     let cache = match consult(
         &state.cache,
         arrival.route,
