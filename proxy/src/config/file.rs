@@ -155,6 +155,8 @@ impl Config {
                 ("idle_timeout_ms", upstream.idle_timeout_ms),
                 ("total_timeout_ms", upstream.total_timeout_ms),
                 ("weight", Some(u64::from(upstream.weight))),
+                ("max_body_bytes", Some(upstream.max_body_bytes as u64)),
+                ("max_event_bytes", Some(upstream.max_event_bytes as u64)),
             ] {
                 if value == Some(0) {
                     return Err(fail(key(field), "must be greater than 0".into()));
@@ -557,6 +559,27 @@ upstream_model = "real-model"
         assert!(!config.retry.respect_retry_after);
         assert_eq!(config.health.cooldown_ms, 10);
         assert_eq!(config.health.failure_threshold, 3);
+    }
+
+    #[test]
+    fn upstream_body_limits_have_defaults_and_are_read() {
+        let config = Config::parse(VALID, FILE, env).unwrap();
+        let limits = |u: &UpstreamConfig| (u.max_body_bytes, u.max_event_bytes);
+        assert_eq!(limits(&config.upstreams[0]), (32 << 20, 4 << 20));
+        let text = VALID.replace(
+            "idle_timeout_ms = 500",
+            "max_body_bytes = 100\nmax_event_bytes = 10",
+        );
+        let config = Config::parse(&text, FILE, env).unwrap();
+        assert_eq!(limits(&config.upstreams[1]), (100, 10));
+        for field in ["max_body_bytes", "max_event_bytes"] {
+            let text = VALID.replace("idle_timeout_ms = 500", &format!("{field} = 0"));
+            let err = Config::parse(&text, FILE, env).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("upstreams[1].{field}: must be greater than 0")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,15 @@ pub struct UpstreamConfig {
     /// Share of requests under the `weighted` strategy.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// The most a whole upstream body (an answer or an error) may hold; a
+    /// larger one is a failed attempt, 502 `upstream_body_too_large`.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// The most one event of an upstream stream (its lines together, the one
+    /// still arriving included) may hold; a larger one ends the stream with
+    /// the error event `upstream_event_too_large`.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
     /// The key actually sent upstream, from `api_key` or the `api_key_env`
     /// variable, resolved once at load time.
     #[serde(skip)]
@@ -91,6 +100,14 @@ fn default_timeout_ms() -> u64 {
 
 fn default_weight() -> u32 {
     1
+}
+
+fn default_max_body_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_max_event_bytes() -> usize {
+    4 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

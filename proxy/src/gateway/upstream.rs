@@ -45,6 +45,10 @@ pub struct Upstream {
     idle_timeout: Option<Duration>,
     /// The whole attempt, body included.
     pub total_timeout: Option<Duration>,
+    /// The most a whole body may hold (`BufferedReply::read`).
+    pub max_body_bytes: usize,
+    /// The most one event of a stream may hold (the relay's SSE parser).
+    pub max_event_bytes: usize,
 }
 
 impl Upstream {
@@ -76,6 +80,8 @@ impl Upstream {
             timeout: Duration::from_millis(config.timeout_ms),
             idle_timeout: config.idle_timeout_ms.map(Duration::from_millis),
             total_timeout: config.total_timeout_ms.map(Duration::from_millis),
+            max_body_bytes: config.max_body_bytes,
+            max_event_bytes: config.max_event_bytes,
         })
     }
 
@@ -174,6 +180,7 @@ impl Upstream {
             idle_timeout: self.idle_timeout,
             deadline,
             waited: Duration::ZERO,
+            max_event_bytes: self.max_event_bytes,
         }
     }
 }
@@ -200,6 +207,8 @@ pub struct UpstreamBody {
     deadline: Option<Instant>,
     /// Time spent waiting for chunks not yet taken by `take_waited`.
     waited: Duration,
+    /// The upstream's limit on one event, for whoever parses this body as SSE.
+    pub max_event_bytes: usize,
 }
 
 pub enum BodyChunk {
@@ -298,11 +307,38 @@ impl BufferedReply {
     ) -> Result<Self, ApiError> {
         let status = response.status();
         let headers = response.headers().clone();
+        let limit = upstream.max_body_bytes;
+        let too_large = |size: u64| {
+            tracing::warn!(
+                request_id = %request_id,
+                upstream = %upstream.name,
+                status = status.as_u16(),
+                bytes = size,
+                limit,
+                "upstream body is larger than max_body_bytes"
+            );
+            ApiError::UpstreamBodyTooLarge {
+                upstream: upstream.name.clone(),
+                limit,
+            }
+        };
+        // A body that says it is too large is not read at all.
+        if let Some(length) = response.content_length()
+            && length > limit as u64
+        {
+            return Err(too_large(length));
+        }
         let mut body = upstream.body(response, deadline);
         let mut collected = BytesMut::new();
         loop {
             match body.next_chunk().await {
-                BodyChunk::Data(data) => collected.extend_from_slice(&data),
+                BodyChunk::Data(data) => {
+                    let size = collected.len() + data.len();
+                    if size > limit {
+                        return Err(too_large(size as u64));
+                    }
+                    collected.extend_from_slice(&data);
+                }
                 BodyChunk::End => break,
                 BodyChunk::IdleTimeout | BodyChunk::TimedOut => {
                     tracing::warn!(

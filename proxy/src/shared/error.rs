@@ -51,6 +51,15 @@ pub enum ApiError {
     #[error("Upstream \"{upstream}\" closed the connection before its answer was complete")]
     UpstreamDisconnected { upstream: String },
 
+    /// A whole upstream body (an answer or an error) beyond the upstream's
+    /// `max_body_bytes`.
+    #[error("Upstream \"{upstream}\" sent a body larger than the limit of {limit} bytes")]
+    UpstreamBodyTooLarge { upstream: String, limit: usize },
+
+    /// One event of an upstream stream beyond the upstream's `max_event_bytes`.
+    #[error("Upstream \"{upstream}\" sent a stream event larger than the limit of {limit} bytes")]
+    UpstreamEventTooLarge { upstream: String, limit: usize },
+
     // What ends a stream whose 200 head the client already has; rendered as
     // the stream's last event rather than as a response.
     #[error("Upstream \"{upstream}\" stopped sending data")]
@@ -117,6 +126,8 @@ impl ApiError {
             ApiError::UpstreamUnreachable { .. }
             | ApiError::UpstreamBadResponse { .. }
             | ApiError::UpstreamDisconnected { .. }
+            | ApiError::UpstreamBodyTooLarge { .. }
+            | ApiError::UpstreamEventTooLarge { .. }
             | ApiError::UpstreamStreamCut { .. }
             | ApiError::UpstreamMalformedStream { .. }
             | ApiError::UpstreamTruncated { .. }
@@ -136,6 +147,8 @@ impl ApiError {
             | ApiError::UpstreamTimeout { .. }
             | ApiError::UpstreamBadResponse { .. }
             | ApiError::UpstreamDisconnected { .. }
+            | ApiError::UpstreamBodyTooLarge { .. }
+            | ApiError::UpstreamEventTooLarge { .. }
             | ApiError::UpstreamStalled { .. }
             | ApiError::UpstreamOvertime { .. }
             | ApiError::UpstreamStreamCut { .. }
@@ -168,6 +181,8 @@ impl ApiError {
                 Some("upstream_disconnected")
             }
             ApiError::UpstreamTruncated { .. } => Some("upstream_truncated"),
+            ApiError::UpstreamBodyTooLarge { .. } => Some("upstream_body_too_large"),
+            ApiError::UpstreamEventTooLarge { .. } => Some("upstream_event_too_large"),
             ApiError::UpstreamReported { code, .. } => Some(code),
             ApiError::RequestTimeout { .. } => Some("request_timeout"),
             ApiError::Forbidden(_) => Some("insufficient_permissions"),
@@ -342,6 +357,26 @@ mod tests {
                 502,
                 "upstream_error",
                 json!("upstream_disconnected"),
+                Value::Null,
+            ),
+            (
+                ApiError::UpstreamBodyTooLarge {
+                    upstream: "a".into(),
+                    limit: 10,
+                },
+                502,
+                "upstream_error",
+                json!("upstream_body_too_large"),
+                Value::Null,
+            ),
+            (
+                ApiError::UpstreamEventTooLarge {
+                    upstream: "a".into(),
+                    limit: 10,
+                },
+                502,
+                "upstream_error",
+                json!("upstream_event_too_large"),
                 Value::Null,
             ),
             (

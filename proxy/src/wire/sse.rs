@@ -26,8 +26,15 @@ pub struct RawEvent {
 
 /// Incremental SSE parser: chunks may split lines, `\r\n` pairs or UTF-8
 /// sequences anywhere, so bytes are only decoded once a whole line is present.
-#[derive(Debug, Default)]
+///
+/// What it holds is bounded by its limit (`with_limit`): the event being read,
+/// its complete lines and the line still arriving together, may not grow past
+/// it. Past it the parser is `overflowed`: it drops what it held and reads
+/// nothing more, so a stream without newlines cannot grow the proxy's memory.
+#[derive(Debug)]
 pub struct SseParser {
+    limit: usize,
+    overflowed: bool,
     pending: Vec<u8>,
     /// How much of `pending` is known to hold no newline, so a long line that
     /// arrives in many small chunks is not rescanned from its start each time.
@@ -40,7 +47,37 @@ pub struct SseParser {
     stray: bool,
 }
 
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::with_limit(usize::MAX)
+    }
+}
+
 impl SseParser {
+    /// A parser whose unfinished event may hold at most `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        SseParser {
+            limit,
+            overflowed: false,
+            pending: Vec::new(),
+            scanned: 0,
+            event: None,
+            data_lines: Vec::new(),
+            raw: Vec::new(),
+            stray: false,
+        }
+    }
+
+    /// An event outgrew the limit: it was dropped, and nothing after it is read.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Bytes held for the event being read (its lines, the unfinished one included).
+    pub fn buffered(&self) -> usize {
+        self.raw.len() + self.pending.len()
+    }
+
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseMessage> {
         messages(self.push_raw(chunk))
     }
@@ -50,13 +87,22 @@ impl SseParser {
         messages(self.finish_raw())
     }
 
+    /// The events `chunk` completes. Events complete before an overflow are
+    /// still returned; check `overflowed` afterwards.
     pub fn push_raw(&mut self, chunk: &[u8]) -> Vec<RawEvent> {
+        if self.overflowed {
+            return Vec::new();
+        }
         self.pending.extend_from_slice(chunk);
         let mut events = Vec::new();
         let mut line_start = 0;
         let mut search_from = self.scanned;
         while let Some(offset) = self.pending[search_from..].iter().position(|&b| b == b'\n') {
             let line_end = search_from + offset;
+            if self.raw.len() + (line_end + 1 - line_start) > self.limit {
+                self.overflow();
+                return events;
+            }
             self.raw
                 .extend_from_slice(&self.pending[line_start..=line_end]);
             let text = &self.pending[line_start..line_end];
@@ -75,10 +121,24 @@ impl SseParser {
         }
         self.pending.drain(..line_start);
         self.scanned = self.pending.len();
+        if self.buffered() > self.limit {
+            self.overflow();
+        }
         events
     }
 
+    fn overflow(&mut self) {
+        self.take_unfinished();
+        // The memory goes too, not only the bytes.
+        self.pending = Vec::new();
+        self.raw = Vec::new();
+        self.overflowed = true;
+    }
+
     pub fn finish_raw(&mut self) -> Vec<RawEvent> {
+        if self.overflowed {
+            return Vec::new();
+        }
         let rest = std::mem::take(&mut self.pending);
         self.scanned = 0;
         if !rest.is_empty() {
@@ -253,6 +313,65 @@ mod tests {
                 .push(b"\n\n\r\n: comment\n\nretry: 10\nid: 3\n\n")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_overflows_and_frees_its_bytes() {
+        let mut parser = SseParser::with_limit(64);
+        let events = parser.push_raw(b"data: small\n\ndata: ");
+        assert_eq!(
+            events.len(),
+            1,
+            "the complete event before it still comes out"
+        );
+        assert!(!parser.overflowed());
+        // A line that never ends, in small pieces: held up to the limit, no further.
+        for _ in 0..10 {
+            assert!(parser.push_raw(&[b'x'; 10]).is_empty());
+            assert!(parser.buffered() <= 64, "holds {}", parser.buffered());
+        }
+        assert!(parser.overflowed());
+        assert_eq!(parser.buffered(), 0);
+        assert!(parser.push_raw(b"\n\ndata: late\n\n").is_empty());
+        assert!(parser.finish_raw().is_empty());
+    }
+
+    #[test]
+    fn an_event_of_many_short_lines_counts_them_together() {
+        let mut parser = SseParser::with_limit(64);
+        for _ in 0..6 {
+            assert!(parser.push_raw(b"data: 123\n").is_empty());
+        }
+        assert!(!parser.overflowed(), "60 bytes fit");
+        assert!(parser.push_raw(b"data: 123\n").is_empty());
+        assert!(parser.overflowed());
+        assert_eq!(parser.buffered(), 0);
+    }
+
+    #[test]
+    fn a_whole_oversized_line_in_one_chunk_overflows_after_the_events_before_it() {
+        let mut parser = SseParser::with_limit(32);
+        let mut chunk = b"data: a\n\n".to_vec();
+        chunk.extend_from_slice(b"data: ");
+        chunk.extend_from_slice(&[b'y'; 40]);
+        chunk.extend_from_slice(b"\n\ndata: b\n\n");
+        let events = parser.push(&chunk);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "a");
+        assert!(parser.overflowed());
+    }
+
+    #[test]
+    fn events_up_to_the_limit_pass() {
+        let event = b"data: 0123456789\n\n";
+        let mut parser = SseParser::with_limit(event.len());
+        for _ in 0..100 {
+            assert_eq!(parser.push_raw(event).len(), 1);
+        }
+        for byte in event.iter().cycle().take(event.len() * 5) {
+            parser.push_raw(&[*byte]);
+        }
+        assert!(!parser.overflowed());
     }
 
     #[test]

@@ -240,8 +240,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// truncation.
 pub fn relay_body(body: UpstreamBody, inspector: impl StreamInspector, tap: StreamTap) -> Body {
     let relay = Relay {
+        parser: SseParser::with_limit(body.max_event_bytes),
         body,
-        parser: SseParser::default(),
         inspector,
         tap,
         ended: false,
@@ -283,7 +283,11 @@ impl<I: StreamInspector> Relay<I> {
             let out = match chunk {
                 BodyChunk::Data(data) => {
                     let events = self.parser.push_raw(&data);
-                    self.turn(events, false)
+                    let mut out = self.turn(events, false);
+                    if self.parser.overflowed() && !self.ended && !self.tap.completed {
+                        self.overflowed(&mut out);
+                    }
+                    out
                 }
                 BodyChunk::End => {
                     self.ended = true;
@@ -382,6 +386,17 @@ impl<I: StreamInspector> Relay<I> {
             out.extend_from_slice(b"\n\n");
         }
         out.extend_from_slice(&self.inspector.error_event(failure));
+    }
+
+    /// An event outgrew the upstream's `max_event_bytes`: the events before it
+    /// went out, the error event ends the stream (the parser dropped the rest).
+    fn overflowed(&mut self, out: &mut BytesMut) {
+        let failure = ApiError::UpstreamEventTooLarge {
+            upstream: self.tap.context.upstream.clone(),
+            limit: self.body.max_event_bytes,
+        };
+        log_failure(&self.tap.context, &failure, "max_event_bytes");
+        self.fail(out, &failure);
     }
 
     /// The upstream body broke off: the error event is all that is sent.

@@ -1,0 +1,176 @@
+"""What the proxy holds in memory for one upstream answer is bounded (contract section 2): a whole
+body (an answer or an error) beyond the upstream's `max_body_bytes` is a 502
+`upstream_body_too_large`, and a stream event beyond its `max_event_bytes` ends the stream with
+the error event `upstream_event_too_large`; on chat, native Responses and Responses translated
+onto chat alike. The proxy stays up and answers the next request; each request is recorded once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from harness.pytest.gateway import (
+    CHAT,
+    PATHS,
+    RESPONSES,
+    Gateway,
+    Gateways,
+    Keys,
+    mock_upstream,
+    model,
+    proxy_config,
+    read_stream,
+    records_of,
+    reply_to,
+    request_body,
+    stream_completed,
+    stream_error_event,
+    stream_text,
+    unique,
+)
+
+pytestmark = [pytest.mark.robustness]
+
+TEXT = "one two three"
+# Every whole answer and error body of the mock is larger than this, every stream event of a
+# normal stream far smaller.
+TIGHT_BODY = 64
+EVENT_LIMIT = 16 * 1024
+TRANSLATED = "translated"
+EACH_ROUTE = pytest.mark.parametrize("route", [CHAT, RESPONSES, TRANSLATED])
+
+
+@dataclass
+class Setup:
+    gateway: Gateway
+    key: str
+
+
+@pytest.fixture
+def setup(gateways: Gateways) -> Setup:
+    keys = Keys.make("acme")
+    limits = {"max_body_bytes": TIGHT_BODY, "max_event_bytes": EVENT_LIMIT}
+    upstreams = {
+        "tight": mock_upstream(unique("bm-tight"), **limits),
+        "tight-chat": mock_upstream(unique("bm-tight-chat"), responses=False, **limits),
+        "roomy": mock_upstream(unique("bm-roomy"), max_event_bytes=EVENT_LIMIT),
+        "roomy-chat": mock_upstream(
+            unique("bm-roomy-chat"), responses=False, max_event_bytes=EVENT_LIMIT
+        ),
+    }
+    config = proxy_config(
+        list(upstreams.values()),
+        [model(name, [upstream["name"]]) for name, upstream in upstreams.items()],
+        retry={"max_attempts": 1},
+        keys=keys,
+        ledger={"backend": "memory"},
+    )
+    return Setup(gateways.start(config, keys.env()), keys.tenants["acme"])
+
+
+def model_of(route: str, room: str) -> str:
+    """`room` is "tight" or "roomy"; a translated route goes to the chat-only upstream."""
+    return f"{room}-chat" if route == TRANSLATED else room
+
+
+def endpoint_of(route: str) -> str:
+    return CHAT if route == CHAT else RESPONSES
+
+
+def record_of(setup: Setup, request_id: str) -> dict[str, Any]:
+    records = [
+        record
+        for record in records_of(setup.gateway, setup.key)["records"]
+        if record["request_id"] == request_id
+    ]
+    assert len(records) == 1, f"exactly one ledger record per request: {records}"
+    return records[0]
+
+
+def post(setup: Setup, route: str, room: str, request_id: str, fault: str | None = None) -> Any:
+    endpoint = endpoint_of(route)
+    headers = {"x-request-id": request_id, **({"x-mock-fault": fault} if fault else {})}
+    body = request_body(endpoint, model_of(route, room), TEXT)
+    return setup.gateway.http(setup.key).post(PATHS[endpoint], json=body, headers=headers)
+
+
+def assert_still_serving(setup: Setup, route: str) -> None:
+    response = post(setup, route, "roomy", f"after-{unique('r')}")
+    assert response.status_code == 200, response.text
+
+
+@EACH_ROUTE
+def test_a_whole_answer_over_max_body_bytes_is_a_502(setup: Setup, tag: str, route: str) -> None:
+    response = post(setup, route, "tight", f"big-{tag}")
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["type"]) == ("upstream_body_too_large", "upstream_error")
+    assert f"limit of {TIGHT_BODY} bytes" in error["message"]
+    assert record_of(setup, f"big-{tag}")["status"] == 502
+    # The same request within the limit is answered: the limit, not the request, refused it.
+    roomy = post(setup, route, "roomy", f"roomy-{tag}")
+    assert roomy.status_code == 200, roomy.text
+
+
+@EACH_ROUTE
+def test_an_error_body_over_max_body_bytes_is_not_relayed(
+    setup: Setup, tag: str, route: str
+) -> None:
+    fault = "type=status;status=500;message=" + "m" * 200
+    response = post(setup, route, "tight", f"bigerr-{tag}", fault)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "upstream_body_too_large"
+    assert "m" * 100 not in response.text
+    assert record_of(setup, f"bigerr-{tag}")["status"] == 502
+    # Within the limit, the upstream's own error is relayed as it came.
+    roomy = post(setup, route, "roomy", f"err-{tag}", fault)
+    assert roomy.status_code == 500
+    assert "m" * 200 in roomy.json()["error"]["message"]
+    assert_still_serving(setup, route)
+
+
+@EACH_ROUTE
+def test_a_stream_event_over_max_event_bytes_ends_the_stream_with_an_error_event(
+    setup: Setup, tag: str, route: str
+) -> None:
+    endpoint = endpoint_of(route)
+    body = request_body(endpoint, model_of(route, "roomy"), TEXT, stream=True)
+    # The first content event alone holds twice the limit.
+    fault = f"type=flood;chunks=3;chunk_bytes={2 * EVENT_LIMIT}"
+    headers = {"x-mock-fault": fault, "x-request-id": f"flood-{tag}"}
+    response, raw = read_stream(setup.gateway.http(setup.key), endpoint, body, headers)
+    assert response.status_code == 200
+    event = stream_error_event(endpoint, raw)
+    assert event is not None, raw[-600:]
+    assert event["code"] == "upstream_event_too_large"
+    assert f"limit of {EVENT_LIMIT} bytes" in event["message"]
+    assert not stream_completed(endpoint, raw)
+    assert "x" * 1024 not in raw, "nothing of the oversized event reaches the client"
+    assert len(raw) < EVENT_LIMIT
+    assert record_of(setup, f"flood-{tag}")["status"] == 502
+    assert_still_serving(setup, route)
+
+
+@EACH_ROUTE
+def test_streams_within_the_limits_are_whole_even_past_max_body_bytes(
+    setup: Setup, tag: str, route: str
+) -> None:
+    # `max_body_bytes` bounds whole bodies only: a stream is held one event at a time, so one
+    # far longer than the body limit (tight) and events up to the event limit pass.
+    endpoint = endpoint_of(route)
+    for room, fault in [("tight", None), ("roomy", "type=flood;chunks=8;chunk_bytes=1024")]:
+        body = request_body(endpoint, model_of(route, room), TEXT, stream=True)
+        headers = {"x-request-id": f"ok-{room}-{tag}", **({"x-mock-fault": fault} if fault else {})}
+        response, raw = read_stream(setup.gateway.http(setup.key), endpoint, body, headers)
+        assert response.status_code == 200
+        assert stream_error_event(endpoint, raw) is None, raw[-600:]
+        assert stream_completed(endpoint, raw)
+        text = stream_text(endpoint, raw)
+        if fault is None:
+            assert text == reply_to(TEXT)
+        else:
+            assert text == "x" * 8 * 1024
+        assert record_of(setup, f"ok-{room}-{tag}")["status"] == 200
