@@ -562,6 +562,15 @@ upstream_model = "real-model"
     }
 
     #[test]
+    fn response_store_bytes_has_a_default_and_is_read() {
+        let config = Config::parse(VALID, FILE, env).unwrap();
+        assert_eq!(config.server.response_store_bytes, 64 << 20);
+        let text = VALID.replace("port = 0", "port = 0\nresponse_store_bytes = 4096");
+        let config = Config::parse(&text, FILE, env).unwrap();
+        assert_eq!(config.server.response_store_bytes, 4096);
+    }
+
+    #[test]
     fn upstream_body_limits_have_defaults_and_are_read() {
         let config = Config::parse(VALID, FILE, env).unwrap();
         let limits = |u: &UpstreamConfig| (u.max_body_bytes, u.max_event_bytes);

@@ -14,6 +14,9 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     pub max_body_bytes: usize,
     pub response_store_capacity: usize,
+    /// The response store's byte budget (the JSON size of what it holds);
+    /// beyond it the oldest responses are forgotten first.
+    pub response_store_bytes: usize,
     /// How long a client may take to send a request's body once its headers
     /// are in; a slower one gets 408.
     pub request_body_timeout_ms: u64,
@@ -30,6 +33,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             max_body_bytes: 4 * 1024 * 1024,
             response_store_capacity: 10_000,
+            response_store_bytes: 64 * 1024 * 1024,
             request_body_timeout_ms: 30_000,
             header_read_timeout_ms: 30_000,
         }

@@ -122,6 +122,10 @@ pub async fn relay_translated(
     let memory = (request.get("store") != Some(&Value::Bool(false))).then(|| Memory {
         store: store.clone(),
         response_id: response_id.clone(),
+        parent: request
+            .get("previous_response_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         conversation: conversation_without_instructions(chat_request, request),
         input_items: input_items(request.get("input")),
     });
@@ -191,6 +195,8 @@ fn bad_response(upstream: String, detail: &str) -> ApiError {
 struct Memory {
     store: Arc<ResponseStore>,
     response_id: String,
+    /// The response this one continues, whose kept conversation it extends.
+    parent: Option<String>,
     conversation: Vec<Value>,
     input_items: Vec<Value>,
 }
@@ -216,6 +222,7 @@ impl Memory {
             })),
         }
         let kept = Kept {
+            parent: self.parent,
             history,
             response: response.clone(),
             input_items: self.input_items,
@@ -257,6 +264,7 @@ mod tests {
         let memory = Memory {
             store: store.clone(),
             response_id: "resp_1".into(),
+            parent: None,
             conversation: vec![json!({"role": "user", "content": "q"})],
             input_items: vec![json!({"id": "msg_in", "role": "user", "content": "q"})],
         };
