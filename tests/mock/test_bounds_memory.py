@@ -1,8 +1,13 @@
-"""What the proxy holds in memory for one upstream answer is bounded (contract section 2): a whole
-body (an answer or an error) beyond the upstream's `max_body_bytes` is a 502
-`upstream_body_too_large`, and a stream event beyond its `max_event_bytes` ends the stream with
-the error event `upstream_event_too_large`; on chat, native Responses and Responses translated
-onto chat alike. The proxy stays up and answers the next request; each request is recorded once.
+"""What the proxy holds in memory is bounded.
+
+For one upstream answer (contract section 2): a whole body (an answer or an error) beyond the
+upstream's `max_body_bytes` is a 502 `upstream_body_too_large`, and a stream event beyond its
+`max_event_bytes` ends the stream with the error event `upstream_event_too_large`; on chat,
+native Responses and Responses translated onto chat alike. The proxy stays up and answers the
+next request; each request is recorded once.
+
+For the memory cache (section 3, "Cache"): `cache.max_bytes` bounds what it holds; an answer
+larger than it is not cached, and evicts nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import pytest
 
 from harness.pytest.gateway import (
     CHAT,
+    EACH_ENDPOINT,
     PATHS,
     RESPONSES,
     Gateway,
     Gateways,
     Keys,
+    ask,
     mock_upstream,
     model,
     proxy_config,
@@ -174,3 +181,24 @@ def test_streams_within_the_limits_are_whole_even_past_max_body_bytes(
         else:
             assert text == "x" * 8 * 1024
         assert record_of(setup, f"ok-{room}-{tag}")["status"] == 200
+
+
+@EACH_ENDPOINT
+def test_an_answer_larger_than_the_memory_caches_budget_is_not_cached(
+    gateways: Gateways, tag: str, endpoint: str
+) -> None:
+    upstream = unique("bm-cache")
+    config = proxy_config(
+        [mock_upstream(upstream)],
+        [model("cached", [upstream])],
+        cache={"backend": "memory", "ttl_seconds": 300, "max_bytes": 8192},
+    )
+    sdk = gateways.start(config).sdk()
+    small, large = f"small {tag}", f"large {tag} " + "word " * 2000
+    assert [ask(sdk, endpoint, "cached", small).cache for _ in range(2)] == ["MISS", "HIT"]
+    for _ in range(2):
+        answer = ask(sdk, endpoint, "cached", large)
+        assert answer.status == 200, answer.error
+        assert answer.text == reply_to(large)
+        assert answer.cache == "MISS", "larger than the whole budget: never stored"
+    assert ask(sdk, endpoint, "cached", small).cache == "HIT", "and it evicted nothing"

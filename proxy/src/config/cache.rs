@@ -24,6 +24,9 @@ pub struct CacheConfig {
     pub ttl_seconds: u64,
     /// Only the memory backend is bounded by count; Redis has its own eviction policy.
     pub max_entries: usize,
+    /// The memory backend's byte budget (bodies and keys); beyond it the
+    /// oldest answers go first, and one larger than it is not cached.
+    pub max_bytes: usize,
 }
 
 impl Default for CacheConfig {
@@ -33,6 +36,7 @@ impl Default for CacheConfig {
             redis_url: None,
             ttl_seconds: 300,
             max_entries: 10_000,
+            max_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -48,6 +52,7 @@ impl fmt::Debug for CacheConfig {
             )
             .field("ttl_seconds", &self.ttl_seconds)
             .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
@@ -61,6 +66,9 @@ impl CacheConfig {
         }
         if self.backend == CacheBackendKind::Memory && self.max_entries == 0 {
             return Err("cache.max_entries: must be greater than 0".into());
+        }
+        if self.backend == CacheBackendKind::Memory && self.max_bytes == 0 {
+            return Err("cache.max_bytes: must be greater than 0".into());
         }
         if self.backend == CacheBackendKind::Redis {
             let url = self
@@ -90,6 +98,17 @@ mod tests {
         assert_eq!(config.redis_url, None);
         assert_eq!(config.ttl_seconds, 300);
         assert_eq!(config.max_entries, 10_000);
+        assert_eq!(config.max_bytes, 128 << 20);
+        let config: CacheConfig = toml::from_str("max_bytes = 4096").unwrap();
+        assert_eq!(config.max_bytes, 4096);
+        let zero = CacheConfig {
+            max_bytes: 0,
+            ..CacheConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err("cache.max_bytes: must be greater than 0".into())
+        );
 
         let config: CacheConfig = toml::from_str(
             "backend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nttl_seconds = 5",

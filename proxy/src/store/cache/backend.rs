@@ -1,5 +1,5 @@
 //! Where cached answers live: nowhere (off), in process memory (bounded by
-//! count and TTL), or in Redis.
+//! count, bytes and TTL), or in Redis.
 //!
 //! The cache is an optimisation, never a dependency: every backend failure is
 //! reported as [`Lookup::Unavailable`] or a `false` store, bounded in time, so
@@ -68,6 +68,7 @@ impl ResponseCache {
             CacheBackendKind::Memory => Backend::Memory(MemoryStore::new(
                 ttl,
                 config.max_entries,
+                config.max_bytes,
                 Arc::new(Instant::now),
             )),
             CacheBackendKind::Redis => match RedisStore::open(config) {
@@ -102,7 +103,8 @@ impl ResponseCache {
     }
 
     /// Stores with the configured TTL; `false` when nothing was stored
-    /// (backend off, not a 2xx response, Redis failed or was too slow).
+    /// (backend off, not a 2xx response, larger than the memory cache's
+    /// whole byte budget, Redis failed or was too slow).
     pub async fn store(&self, key: &CacheKey, response: &CachedResponse) -> bool {
         // The contract caches successes only; an error replayed from cache
         // would outlive the outage that caused it.
@@ -111,10 +113,7 @@ impl ResponseCache {
         }
         match &self.backend {
             Backend::Off => false,
-            Backend::Memory(store) => {
-                store.put(key, response);
-                true
-            }
+            Backend::Memory(store) => store.put(key, response),
             Backend::Redis(store) => store.set(key, response).await,
         }
     }
@@ -133,6 +132,8 @@ type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 struct MemoryStore {
     ttl: Duration,
     max_entries: usize,
+    /// What the entries may hold together, as counted by [`entry_bytes`].
+    max_bytes: usize,
     clock: Clock,
     entries: Mutex<MemoryEntries>,
 }
@@ -145,20 +146,45 @@ struct MemoryEntries {
     /// purging work from the front.
     by_age: BTreeMap<u64, CacheKey>,
     next_seq: u64,
+    /// The sum of the entries' `bytes`.
+    bytes: usize,
+}
+
+impl MemoryEntries {
+    fn remove(&mut self, key: &CacheKey) -> Option<MemoryEntry> {
+        let entry = self.by_key.remove(key)?;
+        self.by_age.remove(&entry.seq);
+        self.bytes -= entry.bytes;
+        Some(entry)
+    }
 }
 
 struct MemoryEntry {
     seq: u64,
     expires_at: Instant,
+    /// What it counts against `max_bytes`.
+    bytes: usize,
     response: CachedResponse,
 }
 
+/// What an entry counts against the byte budget: its body and strings, its
+/// key (held twice, in both maps), and a fixed allowance for the rest.
+fn entry_bytes(key: &CacheKey, response: &CachedResponse) -> usize {
+    const OVERHEAD: usize = 128;
+    response.body.len()
+        + response.content_type.len()
+        + response.upstream.len()
+        + 2 * key.as_str().len()
+        + OVERHEAD
+}
+
 impl MemoryStore {
-    fn new(ttl: Duration, max_entries: usize, clock: Clock) -> MemoryStore {
+    fn new(ttl: Duration, max_entries: usize, max_bytes: usize, clock: Clock) -> MemoryStore {
         MemoryStore {
             ttl,
             // A zero bound would make every store a no-op that still reports success.
             max_entries: max_entries.max(1),
+            max_bytes,
             clock,
             entries: Mutex::new(MemoryEntries::default()),
         }
@@ -179,41 +205,49 @@ impl MemoryStore {
         if now < entry.expires_at {
             return Some(entry.response.clone());
         }
-        let seq = entry.seq;
-        entries.by_key.remove(key);
-        entries.by_age.remove(&seq);
+        entries.remove(key);
         None
     }
 
-    fn put(&self, key: &CacheKey, response: &CachedResponse) {
+    /// Stores the answer, evicting the oldest entries until it fits both
+    /// bounds; false (and nothing evicted) for one larger than the whole
+    /// byte budget.
+    fn put(&self, key: &CacheKey, response: &CachedResponse) -> bool {
         let now = (self.clock)();
+        let bytes = entry_bytes(key, response);
         let mut entries = self.lock();
-        if let Some(previous) = entries.by_key.remove(key) {
-            entries.by_age.remove(&previous.seq);
+        // The previous answer under this key is stale either way.
+        entries.remove(key);
+        if bytes > self.max_bytes {
+            return false;
         }
-        while let Some((&seq, oldest)) = entries.by_age.first_key_value() {
+        while let Some((_, oldest)) = entries.by_age.first_key_value() {
+            let oldest = oldest.clone();
             let expired = entries
                 .by_key
-                .get(oldest)
+                .get(&oldest)
                 .is_none_or(|entry| entry.expires_at <= now);
-            if !expired && entries.by_key.len() < self.max_entries {
+            let fits =
+                entries.by_key.len() < self.max_entries && entries.bytes + bytes <= self.max_bytes;
+            if !expired && fits {
                 break;
             }
-            if let Some(oldest) = entries.by_age.remove(&seq) {
-                entries.by_key.remove(&oldest);
-            }
+            entries.remove(&oldest);
         }
         let seq = entries.next_seq;
         entries.next_seq += 1;
         entries.by_age.insert(seq, key.clone());
+        entries.bytes += bytes;
         entries.by_key.insert(
             key.clone(),
             MemoryEntry {
                 seq,
                 expires_at: now + self.ttl,
+                bytes,
                 response: response.clone(),
             },
         );
+        true
     }
 }
 

@@ -38,7 +38,7 @@ fn test_key(n: u32) -> CacheKey {
 #[test]
 fn memory_hit_miss_and_overwrite() {
     let clock = TestClock::new();
-    let store = MemoryStore::new(Duration::from_secs(10), 10, clock.clock());
+    let store = MemoryStore::new(Duration::from_secs(10), 10, usize::MAX, clock.clock());
     assert_eq!(store.get(&test_key(1)), None);
     store.put(&test_key(1), &sample("one"));
     assert_eq!(store.get(&test_key(1)), Some(sample("one")));
@@ -52,7 +52,7 @@ fn memory_hit_miss_and_overwrite() {
 #[test]
 fn memory_entries_expire_after_ttl() {
     let clock = TestClock::new();
-    let store = MemoryStore::new(Duration::from_secs(10), 10, clock.clock());
+    let store = MemoryStore::new(Duration::from_secs(10), 10, usize::MAX, clock.clock());
     store.put(&test_key(1), &sample("one"));
     clock.advance(Duration::from_secs(5));
     store.put(&test_key(2), &sample("two"));
@@ -75,7 +75,7 @@ fn memory_entries_expire_after_ttl() {
 #[test]
 fn memory_evicts_oldest_beyond_max_entries() {
     let clock = TestClock::new();
-    let store = MemoryStore::new(Duration::from_secs(10), 3, clock.clock());
+    let store = MemoryStore::new(Duration::from_secs(10), 3, usize::MAX, clock.clock());
     for n in 1..=3 {
         store.put(&test_key(n), &sample("x"));
     }
@@ -90,6 +90,59 @@ fn memory_evicts_oldest_beyond_max_entries() {
     assert_eq!(store.get(&test_key(3)), None);
     assert_eq!(store.lock().by_key.len(), 3);
     assert_eq!(store.lock().by_age.len(), 3);
+}
+
+#[test]
+fn memory_evicts_oldest_beyond_max_bytes() {
+    let clock = TestClock::new();
+    let body = "b".repeat(1000);
+    let one = entry_bytes(&test_key(1), &sample(&body));
+    assert!(one > 1000);
+    let store = MemoryStore::new(Duration::from_secs(10), 100, 3 * one, clock.clock());
+    for n in 1..=3 {
+        assert!(store.put(&test_key(n), &sample(&body)));
+    }
+    assert_eq!(store.lock().bytes, 3 * one);
+    assert!(store.put(&test_key(4), &sample(&body)));
+    assert_eq!(store.get(&test_key(1)), None, "the oldest went first");
+    for n in 2..=4 {
+        assert!(store.get(&test_key(n)).is_some(), "{n}");
+    }
+    assert_eq!(store.lock().bytes, 3 * one);
+    // A bigger answer takes as many of the oldest as it needs.
+    let double = "d".repeat(2 * one - (one - 1000));
+    assert!(store.put(&test_key(5), &sample(&double)));
+    assert_eq!(store.get(&test_key(2)), None);
+    assert_eq!(store.get(&test_key(3)), None);
+    assert!(store.get(&test_key(4)).is_some());
+    assert!(store.lock().bytes <= 3 * one);
+    // One larger than the whole budget is not stored and evicts nothing.
+    assert!(!store.put(&test_key(6), &sample(&"h".repeat(3 * one))));
+    assert_eq!(store.get(&test_key(6)), None);
+    assert!(store.get(&test_key(4)).is_some() && store.get(&test_key(5)).is_some());
+    // Expiry and overwrites give their bytes back.
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(store.get(&test_key(4)), None);
+    assert!(store.put(&test_key(5), &sample("small")));
+    let entries = store.lock();
+    assert_eq!(entries.bytes, entry_bytes(&test_key(5), &sample("small")));
+    assert_eq!((entries.by_key.len(), entries.by_age.len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_memory_cache_reports_an_answer_larger_than_its_budget_as_not_stored() {
+    let config = CacheConfig {
+        max_bytes: 1024,
+        ..CacheConfig::default()
+    };
+    let cache = ResponseCache::new(&config).await;
+    assert!(cache.store(&test_key(1), &sample("small")).await);
+    assert!(!cache.store(&test_key(2), &sample(&"x".repeat(2048))).await);
+    assert_eq!(cache.lookup(&test_key(2)).await, Lookup::Miss);
+    assert_eq!(
+        cache.lookup(&test_key(1)).await,
+        Lookup::Hit(sample("small"))
+    );
 }
 
 #[tokio::test]
