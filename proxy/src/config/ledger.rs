@@ -12,6 +12,15 @@ pub struct LedgerConfig {
     pub backend: LedgerBackend,
     /// Relative paths are resolved against the config file's directory.
     pub path: String,
+    /// The memory backend lists at most this many of the newest records; the
+    /// older ones still count in every tenant's totals.
+    pub memory_records: usize,
+    /// Records (and reads) waiting for the writer thread; beyond it a record
+    /// is dropped, logged in full and counted.
+    pub queue_capacity: usize,
+    /// Records held for a database that keeps failing; beyond it a record is
+    /// dropped, logged in full and counted.
+    pub max_pending: usize,
 }
 
 impl Default for LedgerConfig {
@@ -19,6 +28,9 @@ impl Default for LedgerConfig {
         LedgerConfig {
             backend: LedgerBackend::Sqlite,
             path: "switchyard-ledger.sqlite3".to_owned(),
+            memory_records: 100_000,
+            queue_capacity: 65_536,
+            max_pending: 100_000,
         }
     }
 }

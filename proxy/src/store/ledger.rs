@@ -7,10 +7,20 @@
 //! transaction was being written goes into the next one. Reads travel through
 //! the same channel, which is what makes "a read sees every request completed
 //! before it" hold without further locking.
+//!
+//! Everything it holds is bounded: the channel (`queue_capacity` commands),
+//! the records held for a failing database (`max_pending`), and the memory
+//! backend's records (`memory_records`, the newest; what leaves that window is
+//! kept as per-tenant totals, so totals stay the sum of every record). A
+//! record beyond the first two bounds is dropped: logged in full, as a record
+//! that cannot be stored always is, and counted (`Ledger::dropped`). `append`
+//! never blocks; a read waits for room in the channel off the async runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,8 +141,10 @@ pub struct Usage {
 }
 
 pub struct Ledger {
-    commands: Sender<Command>,
+    commands: SyncSender<Command>,
     writer: Option<JoinHandle<()>>,
+    /// Records dropped since startup (a full queue, a failing database).
+    dropped: Arc<AtomicU64>,
 }
 
 enum Command {
@@ -144,13 +156,15 @@ enum Command {
 }
 
 const WRITER_GONE: &str = "the ledger writer thread has stopped";
+const QUEUE_FULL: &str = "the ledger queue is full";
+const TOO_MANY_PENDING: &str = "the database is failing and ledger.max_pending records are waiting";
 
 impl Ledger {
     /// Opens (creating if needed) the database now, so a bad path or an
     /// unusable file fails at startup rather than on the first request.
     pub fn open(config: &LedgerConfig, base_dir: &Path) -> Result<Ledger, String> {
         let store = match config.backend {
-            LedgerBackend::Memory => Store::Memory(Vec::new()),
+            LedgerBackend::Memory => Store::Memory(MemoryRecords::new(config.memory_records)),
             LedgerBackend::Sqlite => {
                 if config.path.is_empty() {
                     return Err("ledger.path: must not be empty".to_owned());
@@ -164,24 +178,38 @@ impl Ledger {
                 })?)
             }
         };
-        let (commands, receiver) = mpsc::channel();
+        let (commands, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer::new(store, config.max_pending, dropped.clone());
         let writer = std::thread::Builder::new()
             .name("switchyard-ledger".to_owned())
-            .spawn(move || Writer::new(store).run(receiver))
+            .spawn(move || writer.run(receiver))
             .map_err(|err| format!("cannot start the ledger writer thread: {err}"))?;
         Ok(Ledger {
             commands,
             writer: Some(writer),
+            dropped,
         })
     }
 
-    /// Queues the record; never blocks.
+    /// Queues the record; never blocks. With the queue full (the writer far
+    /// behind) the record is dropped: logged in full and counted.
     pub fn append(&self, record: LedgerRecord) {
-        if let Err(mpsc::SendError(Command::Append(record))) =
-            self.commands.send(Command::Append(record))
-        {
-            lost(&record, WRITER_GONE);
-        }
+        let (record, reason) = match self.commands.try_send(Command::Append(record)) {
+            Ok(()) => return,
+            Err(TrySendError::Full(Command::Append(record))) => (record, QUEUE_FULL),
+            Err(TrySendError::Disconnected(Command::Append(record))) => (record, WRITER_GONE),
+            Err(_) => return,
+        };
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        lost(&record, reason);
+    }
+
+    /// Records dropped since startup rather than stored: the queue was full,
+    /// the database kept failing with `max_pending` records waiting, or the
+    /// writer was gone. Each is in the log in full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Returns once every record appended before the call is durable. If the
@@ -227,9 +255,18 @@ impl Ledger {
             // The caller may have given up waiting; nothing to do then.
             let _ = reply.send(query(store));
         }));
-        self.commands
-            .send(command)
-            .map_err(|_| WRITER_GONE.to_owned())?;
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            // A read is never dropped: it waits for room, off the runtime.
+            Err(TrySendError::Full(command)) => {
+                let commands = self.commands.clone();
+                tokio::task::spawn_blocking(move || commands.send(command))
+                    .await
+                    .map_err(|_| WRITER_GONE.to_owned())?
+                    .map_err(|_| WRITER_GONE.to_owned())?;
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(WRITER_GONE.to_owned()),
+        }
         answer.await.map_err(|_| WRITER_GONE.to_owned())?
     }
 }
@@ -261,15 +298,20 @@ struct Writer {
     store: Store,
     /// Appended but not yet committed, oldest first.
     pending: Vec<LedgerRecord>,
+    /// The most `pending` may hold.
+    max_pending: usize,
+    dropped: Arc<AtomicU64>,
     /// Consecutive failed commits.
     failures: u32,
 }
 
 impl Writer {
-    fn new(store: Store) -> Writer {
+    fn new(store: Store, max_pending: usize, dropped: Arc<AtomicU64>) -> Writer {
         Writer {
             store,
             pending: Vec::new(),
+            max_pending: max_pending.max(1),
+            dropped,
             failures: 0,
         }
     }
@@ -293,7 +335,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break 'serve,
             }
             // Everything that queued up meanwhile joins the same transaction.
-            while self.pending.len() < MAX_BATCH {
+            while self.pending.len() < MAX_BATCH.min(self.max_pending) {
                 let Ok(command) = commands.try_recv() else {
                     break;
                 };
@@ -309,6 +351,11 @@ impl Writer {
     /// False once asked to stop.
     fn handle(&mut self, command: Command) -> bool {
         match command {
+            // Only a failing database leaves records pending between batches.
+            Command::Append(record) if self.pending.len() >= self.max_pending => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                lost(&record, TOO_MANY_PENDING);
+            }
             Command::Append(record) => self.pending.push(record),
             Command::After(action) => {
                 self.commit();
@@ -370,7 +417,39 @@ impl Writer {
 
 enum Store {
     Sqlite(Connection),
-    Memory(Vec<LedgerRecord>),
+    Memory(MemoryRecords),
+}
+
+/// The memory backend: a window of the newest records, and the totals of
+/// those that left it.
+struct MemoryRecords {
+    window: usize,
+    /// Oldest first.
+    records: VecDeque<LedgerRecord>,
+    /// Per tenant, the records no longer in the window.
+    dropped: BTreeMap<String, Totals>,
+}
+
+impl MemoryRecords {
+    fn new(window: usize) -> MemoryRecords {
+        MemoryRecords {
+            window: window.max(1),
+            records: VecDeque::new(),
+            dropped: BTreeMap::new(),
+        }
+    }
+
+    fn append(&mut self, batch: &mut Vec<LedgerRecord>) {
+        self.records.extend(batch.drain(..));
+        while self.records.len() > self.window {
+            if let Some(old) = self.records.pop_front() {
+                self.dropped
+                    .entry(old.tenant.clone())
+                    .or_default()
+                    .add(&old);
+            }
+        }
+    }
 }
 
 const SCHEMA: &str = "
@@ -482,7 +561,7 @@ impl Store {
     /// untouched on error.
     fn insert(&mut self, batch: &mut Vec<LedgerRecord>) -> rusqlite::Result<()> {
         match self {
-            Store::Memory(records) => records.append(batch),
+            Store::Memory(memory) => memory.append(batch),
             Store::Sqlite(connection) => {
                 let transaction = connection.transaction()?;
                 {
@@ -517,9 +596,14 @@ impl Store {
 
     fn usage(&self, tenant: String, limit: usize) -> Result<Usage, String> {
         match self {
-            Store::Memory(records) => {
-                let mine = || records.iter().filter(|record| record.tenant == tenant);
-                let mut totals = Totals::default();
+            Store::Memory(memory) => {
+                let mine = || {
+                    memory
+                        .records
+                        .iter()
+                        .filter(|record| record.tenant == tenant)
+                };
+                let mut totals = memory.dropped.get(&tenant).cloned().unwrap_or_default();
                 mine().for_each(|record| totals.add(record));
                 let records = mine().rev().take(limit).cloned().collect();
                 Ok(Usage {
@@ -552,9 +636,9 @@ impl Store {
 
     fn totals_by_tenant(&self) -> Result<BTreeMap<String, Totals>, String> {
         match self {
-            Store::Memory(records) => {
-                let mut tenants: BTreeMap<String, Totals> = BTreeMap::new();
-                for record in records {
+            Store::Memory(memory) => {
+                let mut tenants = memory.dropped.clone();
+                for record in &memory.records {
                     tenants
                         .entry(record.tenant.clone())
                         .or_default()

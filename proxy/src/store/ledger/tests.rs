@@ -70,6 +70,7 @@ fn sqlite(dir: &TempDir) -> Ledger {
     let config = LedgerConfig {
         backend: LedgerBackend::Sqlite,
         path: "ledger.sqlite3".to_owned(),
+        ..LedgerConfig::default()
     };
     Ledger::open(&config, &dir.0).unwrap()
 }
@@ -78,6 +79,7 @@ fn memory() -> Ledger {
     let config = LedgerConfig {
         backend: LedgerBackend::Memory,
         path: String::new(),
+        ..LedgerConfig::default()
     };
     Ledger::open(&config, Path::new("/nonexistent")).unwrap()
 }
@@ -197,8 +199,26 @@ fn config_tables_parse_with_defaults_and_reject_bad_values() {
     let config: LedgerConfig = toml::from_str("").unwrap();
     assert_eq!(config.backend, LedgerBackend::Sqlite);
     assert_eq!(config.path, "switchyard-ledger.sqlite3");
+    assert_eq!(
+        (
+            config.memory_records,
+            config.queue_capacity,
+            config.max_pending
+        ),
+        (100_000, 65_536, 100_000)
+    );
     let config: LedgerConfig = toml::from_str("backend = \"memory\"").unwrap();
     assert_eq!(config.backend, LedgerBackend::Memory);
+    let config: LedgerConfig =
+        toml::from_str("memory_records = 3\nqueue_capacity = 4\nmax_pending = 5").unwrap();
+    assert_eq!(
+        (
+            config.memory_records,
+            config.queue_capacity,
+            config.max_pending
+        ),
+        (3, 4, 5)
+    );
     assert!(toml::from_str::<LedgerConfig>("backend = \"postgres\"").is_err());
     assert!(toml::from_str::<LedgerConfig>("paht = \"x\"").is_err());
 
@@ -403,6 +423,7 @@ fn relative_paths_resolve_against_the_base_dir_and_bad_paths_fail_at_open() {
     let config = LedgerConfig {
         backend: LedgerBackend::Sqlite,
         path: "nested.sqlite3".to_owned(),
+        ..LedgerConfig::default()
     };
     drop(Ledger::open(&config, &dir.0).unwrap());
     assert!(dir.0.join("nested.sqlite3").exists());
@@ -410,6 +431,7 @@ fn relative_paths_resolve_against_the_base_dir_and_bad_paths_fail_at_open() {
     let missing = LedgerConfig {
         backend: LedgerBackend::Sqlite,
         path: "no/such/dir/ledger.sqlite3".to_owned(),
+        ..LedgerConfig::default()
     };
     let err = Ledger::open(&missing, &dir.0).err().unwrap();
     assert!(
@@ -421,6 +443,7 @@ fn relative_paths_resolve_against_the_base_dir_and_bad_paths_fail_at_open() {
     let empty = LedgerConfig {
         backend: LedgerBackend::Sqlite,
         path: String::new(),
+        ..LedgerConfig::default()
     };
     assert_eq!(
         Ledger::open(&empty, &dir.0).err().unwrap(),
@@ -439,10 +462,135 @@ fn an_incompatible_existing_table_is_refused_at_open() {
     let config = LedgerConfig {
         backend: LedgerBackend::Sqlite,
         path: "ledger.sqlite3".to_owned(),
+        ..LedgerConfig::default()
     };
     let err = Ledger::open(&config, &dir.0).err().unwrap();
     assert!(
         err.starts_with("ledger.path: cannot use SQLite database "),
         "{err}"
     );
+}
+
+fn memory_with(config: LedgerConfig) -> Ledger {
+    let config = LedgerConfig {
+        backend: LedgerBackend::Memory,
+        ..config
+    };
+    Ledger::open(&config, Path::new("/nonexistent")).unwrap()
+}
+
+#[tokio::test]
+async fn the_memory_ledger_lists_a_window_and_totals_everything() {
+    let ledger = memory_with(LedgerConfig {
+        memory_records: 3,
+        ..LedgerConfig::default()
+    });
+    for index in 0..5 {
+        ledger.append(record("acme", &format!("a{index}")));
+    }
+    ledger.append(record("other", "o0"));
+    let one = record("acme", "x");
+    let acme = ledger.usage("acme", 100).await.unwrap();
+    let ids: Vec<&str> = acme.records.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["a4", "a3"], "only the three newest records are held");
+    assert_eq!(acme.totals.requests, 5, "the dropped ones still count");
+    assert_eq!(acme.totals.prompt_tokens, 5 * one.prompt_tokens);
+    assert_eq!(acme.totals.total_tokens, 5 * one.total_tokens);
+    assert!((acme.totals.cost - 5.0 * one.cost).abs() < 1e-12);
+    let tenants = ledger.totals_by_tenant().await.unwrap();
+    assert_eq!(tenants["acme"], acme.totals);
+    assert_eq!(tenants["other"].requests, 1);
+    assert_eq!(
+        ledger.dropped(),
+        0,
+        "leaving the window is not losing a record"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_what_does_not_fit() {
+    let ledger = memory_with(LedgerConfig {
+        queue_capacity: 4,
+        ..LedgerConfig::default()
+    });
+    // Hold the writer inside a read, so nothing leaves the queue.
+    let (started, running) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let hold = Command::After(Box::new(move |_| {
+        started.send(()).unwrap();
+        let _ = released.recv();
+    }));
+    ledger.commands.try_send(hold).ok().unwrap();
+    running.recv().unwrap();
+    for index in 0..10 {
+        ledger.append(record("acme", &format!("r{index}")));
+    }
+    assert_eq!(ledger.dropped(), 6, "four fit the queue");
+    release.send(()).unwrap();
+    let usage = ledger.usage("acme", 100).await.unwrap();
+    let ids: Vec<&str> = usage
+        .records
+        .iter()
+        .map(|r| r.request_id.as_str())
+        .collect();
+    assert_eq!(ids, ["r3", "r2", "r1", "r0"]);
+    assert_eq!(usage.totals.requests, 4);
+}
+
+#[tokio::test]
+async fn a_read_waits_for_room_in_a_full_queue() {
+    let ledger = memory_with(LedgerConfig {
+        queue_capacity: 1,
+        ..LedgerConfig::default()
+    });
+    let (started, running) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let hold = Command::After(Box::new(move |_| {
+        started.send(()).unwrap();
+        let _ = released.recv();
+    }));
+    ledger.commands.try_send(hold).ok().unwrap();
+    running.recv().unwrap();
+    ledger.append(record("acme", "queued"));
+    let read = ledger.usage("acme", 10);
+    release.send(()).unwrap();
+    let usage = read.await.unwrap();
+    assert_eq!(
+        usage.totals.requests, 1,
+        "the read came after the queued record"
+    );
+    assert_eq!(ledger.dropped(), 0);
+}
+
+#[test]
+fn a_failing_database_holds_at_most_max_pending_records() {
+    let dir = TempDir::new();
+    let path = dir.0.join("ledger.sqlite3");
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut writer = Writer::new(
+        Store::Sqlite(open_sqlite(&path).unwrap()),
+        5,
+        dropped.clone(),
+    );
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("DROP TABLE ledger").unwrap();
+    for index in 0..8 {
+        assert!(writer.handle(Command::Append(record("acme", &format!("r{index}")))));
+        writer.commit();
+    }
+    assert!(writer.failures > 0, "the commits failed");
+    assert_eq!(writer.pending.len(), 5);
+    assert_eq!(dropped.load(Ordering::Relaxed), 3);
+    // The database comes back: what was held is written, once.
+    other.execute_batch(SCHEMA).unwrap();
+    writer.commit();
+    assert!(writer.pending.is_empty());
+    let rows: Vec<String> = other
+        .prepare("SELECT request_id FROM ledger ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, ["r0", "r1", "r2", "r3", "r4"]);
 }
