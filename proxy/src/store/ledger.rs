@@ -260,10 +260,10 @@ impl Ledger {
             // A read is never dropped: it waits for room, off the runtime.
             Err(TrySendError::Full(command)) => {
                 let commands = self.commands.clone();
-                tokio::task::spawn_blocking(move || commands.send(command))
-                    .await
-                    .map_err(|_| WRITER_GONE.to_owned())?
-                    .map_err(|_| WRITER_GONE.to_owned())?;
+                let sent = tokio::task::spawn_blocking(move || commands.send(command).is_ok());
+                if !sent.await.unwrap_or(false) {
+                    return Err(WRITER_GONE.to_owned());
+                }
             }
             Err(TrySendError::Disconnected(_)) => return Err(WRITER_GONE.to_owned()),
         }
