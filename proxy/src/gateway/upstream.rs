@@ -486,4 +486,67 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["error"]["message"], "overloaded");
     }
+
+    /// An upstream on a local socket that answers every connection with
+    /// `head` and then `chunks` of a chunked body, `size` bytes each.
+    async fn chunked_upstream(max_body_bytes: usize, chunks: usize, size: usize) -> Upstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..chunks {
+                let chunk = format!("{size:x}\r\n{}\r\n", "x".repeat(size));
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        let config: UpstreamConfig = toml::from_str(&format!(
+            "name = \"u\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmax_body_bytes = {max_body_bytes}"
+        ))
+        .unwrap();
+        Upstream::new(&config).unwrap()
+    }
+
+    async fn read_whole(upstream: &Upstream) -> Result<BufferedReply, ApiError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let response = upstream
+            .send(
+                Endpoint::ChatCompletions,
+                &HeaderMap::new(),
+                "req",
+                Bytes::new(),
+                deadline,
+            )
+            .await?;
+        assert!(response.content_length().is_none(), "a chunked body");
+        BufferedReply::read(upstream, response, "req", Some(deadline)).await
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_past_max_body_bytes_is_refused_while_it_is_read() {
+        let upstream = chunked_upstream(10_000, 100, 1_000).await;
+        match read_whole(&upstream).await {
+            Err(ApiError::UpstreamBodyTooLarge { upstream, limit }) => {
+                assert_eq!((upstream.as_str(), limit), ("u", 10_000));
+            }
+            other => panic!("expected upstream_body_too_large, got {:?}", other.err()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_up_to_max_body_bytes_is_read_whole() {
+        let upstream = chunked_upstream(10_000, 10, 1_000).await;
+        let reply = read_whole(&upstream).await.unwrap();
+        assert_eq!(reply.body.len(), 10_000);
+    }
 }
