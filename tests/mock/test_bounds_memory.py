@@ -7,7 +7,8 @@ native Responses and Responses translated onto chat alike. The proxy stays up an
 next request; each request is recorded once.
 
 For the memory cache (section 3, "Cache"): `cache.max_bytes` bounds what it holds; an answer
-larger than it is not cached, and evicts nothing.
+larger than it is not cached, and evicts nothing. For the response store: a long
+`previous_response_id` chain continues whole while its oldest responses are evicted.
 """
 
 from __future__ import annotations
@@ -202,3 +203,34 @@ def test_an_answer_larger_than_the_memory_caches_budget_is_not_cached(
         assert answer.text == reply_to(large)
         assert answer.cache == "MISS", "larger than the whole budget: never stored"
     assert ask(sdk, endpoint, "cached", small).cache == "HIT", "and it evicted nothing"
+
+
+def test_a_long_chain_continues_whole_while_its_oldest_turns_are_evicted(
+    gateways: Gateways, tag: str
+) -> None:
+    # Each turn keeps only what it added, linked to the turn it continued: with room for five
+    # responses, the fortieth still carries all forty questions upstream (the mock's reply
+    # counts the user messages), while a response that left the store is gone.
+    upstream = unique("bm-chain")
+    config = proxy_config(
+        [mock_upstream(upstream, responses=False)],
+        [model("chain", [upstream])],
+        server={"response_store_capacity": 5},
+    )
+    client = gateways.start(config).http()
+    ids: list[str] = []
+    for turn in range(1, 41):
+        body: dict[str, Any] = {"model": "chain", "input": f"question {turn} {tag}"}
+        if ids:
+            body["previous_response_id"] = ids[-1]
+        response = client.post(PATHS[RESPONSES], json=body)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["output"][0]["content"][0]["text"].startswith(f"reply {turn}: ")
+        ids.append(answer["id"])
+    gone = client.post(
+        PATHS[RESPONSES],
+        json={"model": "chain", "input": "again", "previous_response_id": ids[0]},
+    )
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "previous_response_not_found"
