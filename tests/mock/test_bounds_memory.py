@@ -234,3 +234,20 @@ def test_a_long_chain_continues_whole_while_its_oldest_turns_are_evicted(
     )
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "previous_response_not_found"
+
+
+def test_the_response_stores_byte_budget_comes_from_the_config(
+    gateways: Gateways, tag: str
+) -> None:
+    # A budget smaller than one response: it is answered, and not kept.
+    upstream = unique("bm-budget")
+    config = proxy_config(
+        [mock_upstream(upstream, responses=False)],
+        [model("kept", [upstream])],
+        server={"response_store_bytes": 512},
+    )
+    client = gateways.start(config).http()
+    made = client.post(PATHS[RESPONSES], json={"model": "kept", "input": "x " * 400 + tag})
+    assert made.status_code == 200, made.text
+    retrieved = client.get(f"/v1/responses/{made.json()['id']}")
+    assert retrieved.status_code == 404

@@ -73,7 +73,10 @@ impl AppState {
             metrics.clone(),
         ];
         Ok(AppState {
-            store: Arc::new(ResponseStore::new(config.server.response_store_capacity)),
+            store: Arc::new(ResponseStore::with_budget(
+                config.server.response_store_capacity,
+                config.server.response_store_bytes,
+            )),
             pins: Arc::new(ResponsePins::new(config.server.response_store_capacity)),
             cache: Arc::new(ResponseCache::new(&config.cache).await),
             auth: config
