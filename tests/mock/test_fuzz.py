@@ -269,9 +269,20 @@ class Run:
         translated = path == RESPONSES and model == fz.CHAT_MODEL
         if status >= 500:
             return  # judged by check_common: the upstream's, or a ProxyBug already
+        # A response made on the other model lives on an upstream this model does not have: the
+        # proxy refuses to send its continuation anywhere else (contract section 3).
+        continues_elsewhere = path == RESPONSES and any(
+            doc.get("previous_response_id") in ids
+            for other, ids in self.response_ids.items()
+            if other != model
+        )
         if fz.is_from_mock(response):
             if response.headers["x-mock-upstream"] != fz.UPSTREAM_OF[model]:
                 raise ProxyBug(f"{model} served by {response.headers['x-mock-upstream']}")
+        elif continues_elsewhere and status == 400:
+            if fz.openai_error(response)["param"] != "previous_response_id":
+                raise ProxyBug("a continuation held elsewhere refused without its param")
+            return
         elif not (translated and status in (400, 404)):
             raise ProxyBug(f"a dispatched request got {status} without reaching the mock")
         elif status == 404 and fz.openai_error(response)["code"] != "previous_response_not_found":
