@@ -69,6 +69,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let grace = config.server.shutdown_grace();
     let limits = ConnectionLimits {
         header_read_timeout: config.server.header_read_timeout(),
+        max_connections: config.server.max_connections,
+        http2: config.server.http2,
     };
 
     let state = Arc::new(AppState::new(config).await?);

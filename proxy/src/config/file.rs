@@ -126,6 +126,7 @@ impl Config {
                 self.server.request_body_timeout_ms,
             ),
             ("header_read_timeout_ms", self.server.header_read_timeout_ms),
+            ("max_connections", self.server.max_connections as u64),
         ] {
             if value == 0 {
                 return Err(fail(
@@ -390,6 +391,8 @@ upstream_model = "real-model"
         assert_eq!(config.server.port, 0);
         assert_eq!(config.server.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(config.server.response_store_capacity, 10_000);
+        assert_eq!(config.server.max_connections, 10_000);
+        assert!(!config.server.http2);
         assert_eq!(config.upstreams[0].timeout_ms, 30_000);
         assert_eq!(config.upstreams[0].connect_timeout_ms, 2_000);
         assert_eq!(config.upstreams[0].idle_timeout_ms, None);
@@ -502,6 +505,10 @@ upstream_model = "real-model"
             (
                 VALID.replace("port = 0", "port = 0\nheader_read_timeout_ms = 0"),
                 "server.header_read_timeout_ms: must be greater than 0",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nmax_connections = 0"),
+                "server.max_connections: must be greater than 0",
             ),
         ];
         for (text, expected) in cases {

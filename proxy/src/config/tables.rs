@@ -20,6 +20,12 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers; a slower one
     /// (slowloris) has its connection closed.
     pub header_read_timeout_ms: u64,
+    /// Client connections open at once; beyond it new ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Serve cleartext HTTP/2 (h2c) besides HTTP/1. Off by default: an
+    /// HTTP/2 connection has no header timeout once its preface is in.
+    pub http2: bool,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +38,8 @@ impl Default for ServerConfig {
             response_store_capacity: 10_000,
             request_body_timeout_ms: 30_000,
             header_read_timeout_ms: 30_000,
+            max_connections: 10_000,
+            http2: false,
         }
     }
 }
