@@ -20,6 +20,10 @@ use crate::shared::error::ApiError;
 
 pub fn router(state: SharedState) -> Router {
     let max_body_bytes = state.config.server.max_body_bytes;
+    // Metrics label only the models served here, whatever names clients send.
+    state
+        .metrics
+        .label_models(state.config.models.iter().map(|model| model.name.clone()));
     // Authentication comes first: a refused request is not a model request
     // and leaves no outcome.
     let model_endpoints = Router::new()

@@ -5,8 +5,8 @@
 //! request counted in one family and not yet in another, and the request
 //! counters always add up to `/stats`'s totals.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{
@@ -26,8 +26,15 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// The `model` label of every request for a model the config does not serve,
+/// so that clients choosing names cannot create series without end.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
 pub struct Metrics {
     registry: Registry,
+    /// The names the `model` label may take besides [`UNKNOWN_MODEL`] (and
+    /// the empty name of a request that never named a model).
+    known_models: OnceLock<HashSet<String>>,
     requests: IntCounterVec,
     fallbacks: IntCounterVec,
     retries: IntCounterVec,
@@ -66,6 +73,7 @@ impl Metrics {
         };
 
         let metrics = Metrics {
+            known_models: OnceLock::new(),
             requests: counter_vec(
                 "switchyard_requests_total",
                 "Finished requests to the model endpoints.",
@@ -150,6 +158,22 @@ impl Metrics {
         metrics
     }
 
+    /// The models the config serves: any other name is labelled
+    /// [`UNKNOWN_MODEL`]. Set once, by the router, from the config; until then
+    /// (tests of this module alone) every name is its own label.
+    pub fn label_models(&self, names: impl IntoIterator<Item = String>) {
+        if self.known_models.set(names.into_iter().collect()).is_err() {
+            tracing::debug!("the metrics' model names were already set");
+        }
+    }
+
+    fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        match self.known_models.get() {
+            Some(known) if !model.is_empty() && !known.contains(model) => UNKNOWN_MODEL,
+            _ => model,
+        }
+    }
+
     /// Counts one finished request; call exactly once per request, as for the ledger.
     pub fn observe(&self, outcome: &RequestOutcome) {
         let route = outcome.route.as_str();
@@ -159,7 +183,7 @@ impl Metrics {
             .filter(|name| !name.is_empty())
             .unwrap_or("none");
         let status = outcome.status.to_string();
-        let model = outcome.model.as_str();
+        let model = self.model_label(&outcome.model);
 
         let mut stats = self.lock();
         self.requests
