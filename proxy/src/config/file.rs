@@ -136,6 +136,15 @@ impl Config {
             }
         }
 
+        for name in &self.server.forward_headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(fail(
+                    "server.forward_headers".into(),
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+        }
+
         let mut upstream_names = HashSet::new();
         for (index, upstream) in self.upstreams.iter_mut().enumerate() {
             let key = |field: &str| format!("upstreams[{index}].{field}");
@@ -509,6 +518,10 @@ upstream_model = "real-model"
             (
                 VALID.replace("port = 0", "port = 0\nmax_connections = 0"),
                 "server.max_connections: must be greater than 0",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nforward_headers = [\"a b\"]"),
+                "server.forward_headers: \"a b\" is not a header name",
             ),
         ];
         for (text, expected) in cases {

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// Serve cleartext HTTP/2 (h2c) besides HTTP/1. Off by default: an
     /// HTTP/2 connection has no header timeout once its preface is in.
     pub http2: bool,
+    /// Client headers forwarded upstream besides the built-in allowlist, even
+    /// when the upstream gets the proxy's key (e.g. `openai-organization`).
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 30_000,
             max_connections: 10_000,
             http2: false,
+            forward_headers: Vec::new(),
         }
     }
 }
