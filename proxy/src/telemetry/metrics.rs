@@ -6,6 +6,7 @@
 //! counters always add up to `/stats`'s totals.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,11 +31,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// so that clients choosing names cannot create series without end.
 pub const UNKNOWN_MODEL: &str = "unknown";
 
+/// Reads how many log lines have been dropped since startup.
+pub type DroppedLines = Box<dyn Fn() -> u64 + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
     /// The names the `model` label may take besides [`UNKNOWN_MODEL`] (and
     /// the empty name of a request that never named a model).
     known_models: OnceLock<HashSet<String>>,
+    /// Log lines dropped by the log writer so far, read at each render.
+    dropped_log_lines: OnceLock<DroppedLines>,
+    log_lines_dropped: IntCounter,
+    log_lines_counted: AtomicU64,
     requests: IntCounterVec,
     fallbacks: IntCounterVec,
     retries: IntCounterVec,
@@ -74,6 +82,12 @@ impl Metrics {
 
         let metrics = Metrics {
             known_models: OnceLock::new(),
+            dropped_log_lines: OnceLock::new(),
+            log_lines_dropped: counter(
+                "switchyard_log_lines_dropped_total",
+                "Log lines dropped because the log destination could not keep up.",
+            ),
+            log_lines_counted: AtomicU64::new(0),
             requests: counter_vec(
                 "switchyard_requests_total",
                 "Finished requests to the model endpoints.",
@@ -239,8 +253,21 @@ impl Metrics {
         self.cache_errors.inc();
     }
 
+    /// Where `switchyard_log_lines_dropped_total` comes from (the log writer's
+    /// own count); set once, by the binary.
+    pub fn count_dropped_log_lines(&self, dropped: DroppedLines) {
+        if self.dropped_log_lines.set(dropped).is_err() {
+            tracing::debug!("the dropped log lines' source was already set");
+        }
+    }
+
     /// The Prometheus text exposition format (`prometheus::TEXT_FORMAT`).
     pub fn render(&self) -> String {
+        if let Some(dropped) = self.dropped_log_lines.get() {
+            let now = dropped();
+            let counted = self.log_lines_counted.fetch_max(now, Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(now.saturating_sub(counted));
+        }
         let families = {
             let _consistent = self.lock();
             self.registry.gather()

@@ -456,3 +456,24 @@ fn models_the_config_does_not_serve_share_one_label() {
         1.0
     );
 }
+
+#[test]
+fn dropped_log_lines_are_counted_from_the_log_writer() {
+    let metrics = metrics();
+    let dropped = std::sync::Arc::new(AtomicU64::new(0));
+    let source = dropped.clone();
+    metrics.count_dropped_log_lines(Box::new(move || source.load(Ordering::Relaxed)));
+    let value = |metrics: &Metrics| {
+        sum(
+            &parse(&metrics.render()),
+            "switchyard_log_lines_dropped_total",
+            &[],
+        )
+    };
+    assert_eq!(value(&metrics), 0.0);
+    dropped.store(7, Ordering::Relaxed);
+    assert_eq!(value(&metrics), 7.0);
+    dropped.store(9, Ordering::Relaxed);
+    assert_eq!(value(&metrics), 9.0);
+    assert_eq!(value(&metrics), 9.0);
+}
