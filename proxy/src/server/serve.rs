@@ -354,9 +354,7 @@ mod tests {
                 deadline: None,
                 received: 0,
             };
-            let result = reads
-                .iter()
-                .fold(false, |done, read| done || io.decided_by(read));
+            let result = reads.iter().any(|read| io.decided_by(read));
             assert_eq!(result, decided, "{reads:?}");
         }
     }
