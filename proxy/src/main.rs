@@ -15,6 +15,8 @@ use switchyard::api::state::AppState;
 use switchyard::config::file::Config;
 use switchyard::server::router::router;
 use switchyard::server::serve::{ConnectionLimits, serve};
+use switchyard::telemetry::logging::{self, log_writer};
+use tracing_appender::non_blocking::ErrorCounter;
 
 /// OpenAI-compatible LLM proxy.
 #[derive(Parser, Debug)]
@@ -38,12 +40,11 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every request logs a line; writing it on a background thread keeps the write off the
-    // request path. Not lossy: a full buffer slows requests down rather than dropping lines.
-    // The guard flushes what is buffered when main returns.
-    let (log_writer, _flush_logs_on_exit) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .finish(std::io::stderr());
+    // request path. Lossy: when the destination cannot keep up and the buffer is full, lines
+    // are dropped and counted (switchyard_log_lines_dropped_total) rather than making the
+    // runtime's workers wait. The guard flushes what is buffered when main returns.
+    let (log_writer, dropped_log_lines, _flush_logs_on_exit) =
+        log_writer(std::io::stderr(), logging::BUFFERED_LINES);
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -53,7 +54,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    match run(cli).await {
+    match run(cli, dropped_log_lines).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -62,16 +63,21 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli, dropped_log_lines: ErrorCounter) -> Result<(), String> {
     let config = Config::load(&cli.config).map_err(|err| err.to_string())?;
     let bind = cli.bind.unwrap_or_else(|| config.server.bind.clone());
     let port = cli.port.unwrap_or(config.server.port);
     let grace = config.server.shutdown_grace();
     let limits = ConnectionLimits {
         header_read_timeout: config.server.header_read_timeout(),
+        max_connections: config.server.max_connections,
+        http2: config.server.http2,
     };
 
     let state = Arc::new(AppState::new(config).await?);
+    state
+        .metrics
+        .count_dropped_log_lines(Box::new(move || dropped_log_lines.dropped_lines() as u64));
     let app = router(state.clone());
 
     let listener = TcpListener::bind((bind.as_str(), port))

@@ -1470,3 +1470,52 @@ async fn whole_answers_hit_and_cut_streams_are_never_stored() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_count_models_the_config_does_not_serve_under_one_label() {
+    let h = start().await;
+    let metrics = || async {
+        let url = format!("{}/metrics", h.base);
+        h.http.get(url).send().await.unwrap().text().await.unwrap()
+    };
+    assert_eq!(
+        h.post("/v1/chat/completions", &chat_body("chat", false))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let unknown = |index: usize| chat_body(&format!("made-up-{index}"), false);
+    assert_eq!(
+        h.post("/v1/chat/completions", &unknown(0))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let before = metrics().await.lines().count();
+    for index in 1..=200 {
+        let response = h
+            .post("/v1/chat/completions", &unknown(index))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    let text = metrics().await;
+    assert_eq!(text.lines().count(), before, "new series appeared");
+    assert!(
+        !text.contains("made-up-"),
+        "a client's model name became a label"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("switchyard_requests_total")
+                && line.contains("model=\"unknown\"")
+                && line.ends_with(" 201"))
+    );
+    // A served model keeps its own label.
+    assert!(text.contains("model=\"chat\""));
+}

@@ -126,11 +126,21 @@ impl Config {
                 self.server.request_body_timeout_ms,
             ),
             ("header_read_timeout_ms", self.server.header_read_timeout_ms),
+            ("max_connections", self.server.max_connections as u64),
         ] {
             if value == 0 {
                 return Err(fail(
                     format!("server.{field}"),
                     "must be greater than 0".into(),
+                ));
+            }
+        }
+
+        for name in &self.server.forward_headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(fail(
+                    "server.forward_headers".into(),
+                    format!("{name:?} is not a header name"),
                 ));
             }
         }
@@ -392,6 +402,8 @@ upstream_model = "real-model"
         assert_eq!(config.server.port, 0);
         assert_eq!(config.server.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(config.server.response_store_capacity, 10_000);
+        assert_eq!(config.server.max_connections, 10_000);
+        assert!(!config.server.http2);
         assert_eq!(config.upstreams[0].timeout_ms, 30_000);
         assert_eq!(config.upstreams[0].connect_timeout_ms, 2_000);
         assert_eq!(config.upstreams[0].idle_timeout_ms, None);
@@ -504,6 +516,14 @@ upstream_model = "real-model"
             (
                 VALID.replace("port = 0", "port = 0\nheader_read_timeout_ms = 0"),
                 "server.header_read_timeout_ms: must be greater than 0",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nmax_connections = 0"),
+                "server.max_connections: must be greater than 0",
+            ),
+            (
+                VALID.replace("port = 0", "port = 0\nforward_headers = [\"a b\"]"),
+                "server.forward_headers: \"a b\" is not a header name",
             ),
         ];
         for (text, expected) in cases {

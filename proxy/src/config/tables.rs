@@ -23,6 +23,15 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers; a slower one
     /// (slowloris) has its connection closed.
     pub header_read_timeout_ms: u64,
+    /// Client connections open at once; beyond it new ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Serve cleartext HTTP/2 (h2c) besides HTTP/1. Off by default: an
+    /// HTTP/2 connection has no header timeout once its preface is in.
+    pub http2: bool,
+    /// Client headers forwarded upstream besides the built-in allowlist, even
+    /// when the upstream gets the proxy's key (e.g. `openai-organization`).
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +45,9 @@ impl Default for ServerConfig {
             response_store_bytes: 64 * 1024 * 1024,
             request_body_timeout_ms: 30_000,
             header_read_timeout_ms: 30_000,
+            max_connections: 10_000,
+            http2: false,
+            forward_headers: Vec::new(),
         }
     }
 }

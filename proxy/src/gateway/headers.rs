@@ -1,6 +1,15 @@
-//! The header policy: which headers cross the proxy in each direction (no
-//! hop-by-hop ones, none the proxy recomputes), the upstream's key in place of
-//! the client's, and the proxy's request id.
+//! The header policy: which headers cross the proxy in each direction, the
+//! upstream's key in place of the client's, and the proxy's request id.
+//!
+//! Upstream, an allowlist: what describes the request ([`FORWARDED_UPSTREAM`]),
+//! the harness's and the SDK's own headers (by prefix), and the client's
+//! account headers ([`ACCOUNT_SCOPED`]) only when the client's own key goes
+//! upstream too, since with the proxy's key they would name another account's
+//! organisation, or hand its cookies to an upstream that never set them.
+//! `[server] forward_headers` adds names that go in every case. Downstream, a
+//! blocklist: no hop-by-hop headers, none the proxy recomputes.
+
+use std::sync::OnceLock;
 
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -20,18 +29,60 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Client headers that the proxy recomputes or replaces: the body is re-serialised
+/// Client headers forwarded upstream as they are. Everything else is dropped,
+/// among them those the proxy recomputes or replaces: the body is re-serialised
 /// as JSON (length, type), the upstream is a different host, the key is the
-/// upstream's own, and the response is relayed without decoding, so compression
-/// must not be negotiated. `expect` is dropped because the body is already fully read.
-const NOT_FORWARDED_UPSTREAM: &[&str] = &[
+/// upstream's own (set apart), and the response is relayed without decoding, so
+/// compression must not be negotiated.
+const FORWARDED_UPSTREAM: &[&str] = &["accept", "user-agent", "openai-beta", "idempotency-key"];
+
+/// Forwarded by prefix: the mock upstream's controls (a proxy under the
+/// harness's tests must pass them) and the OpenAI SDKs' own description of
+/// themselves.
+const FORWARDED_UPSTREAM_PREFIXES: &[&str] = &["x-mock-", "x-stainless-"];
+
+/// The client's account: forwarded only with the client's own key (an
+/// upstream without a key of its own), or when `[server] forward_headers`
+/// names them.
+const ACCOUNT_SCOPED: &[&str] = &["cookie", "openai-organization", "openai-project"];
+
+/// Never forwarded, whatever the config says: set by the proxy itself.
+pub const NEVER_FORWARDED_UPSTREAM: &[&str] = &[
     "host",
     "content-length",
     "content-type",
     "accept-encoding",
     "authorization",
     "expect",
+    "x-request-id",
 ];
+
+/// `[server] forward_headers`, set once from the config (by the router).
+static CONFIGURED: OnceLock<Vec<HeaderName>> = OnceLock::new();
+
+/// The client headers forwarded upstream besides the built-in allowlist,
+/// whoever's key goes with them. Set once per process; a second, different
+/// list is refused (logged), so an operator never gets a policy other than
+/// the config's.
+pub fn configure_forwarding(names: &[String]) {
+    let names: Vec<HeaderName> = names
+        .iter()
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter(|name| {
+            let never = NEVER_FORWARDED_UPSTREAM.contains(&name.as_str())
+                || HOP_BY_HOP.contains(&name.as_str());
+            if never {
+                tracing::warn!("server.forward_headers: {name} is set by the proxy, not forwarded");
+            }
+            !never
+        })
+        .collect();
+    if let Err(names) = CONFIGURED.set(names)
+        && CONFIGURED.get() != Some(&names)
+    {
+        tracing::warn!("header forwarding was already configured; {names:?} ignored");
+    }
+}
 
 /// Recomputed for the client: the proxy re-frames bodies, and `accept-encoding`
 /// was never forwarded, so any encoding header would be a lie.
@@ -71,12 +122,44 @@ fn filtered(headers: &HeaderMap, also_dropped: &[&str]) -> HeaderMap {
     kept
 }
 
+/// Whether the client's header goes upstream: `own_key` when the client's own
+/// credentials go with it, `configured` from `[server] forward_headers`.
+fn forwarded_upstream(name: &HeaderName, own_key: bool, configured: &[HeaderName]) -> bool {
+    let name_str = name.as_str();
+    if NEVER_FORWARDED_UPSTREAM.contains(&name_str) || HOP_BY_HOP.contains(&name_str) {
+        return false;
+    }
+    FORWARDED_UPSTREAM.contains(&name_str)
+        || FORWARDED_UPSTREAM_PREFIXES
+            .iter()
+            .any(|prefix| name_str.starts_with(prefix))
+        || (own_key && ACCOUNT_SCOPED.contains(&name_str))
+        || configured.contains(name)
+}
+
 pub fn upstream_request_headers(
     client: &HeaderMap,
     upstream_authorization: Option<&HeaderValue>,
     request_id: &str,
 ) -> HeaderMap {
-    let mut headers = filtered(client, NOT_FORWARDED_UPSTREAM);
+    let configured = CONFIGURED.get().map_or(&[][..], Vec::as_slice);
+    upstream_headers_with(client, upstream_authorization, request_id, configured)
+}
+
+fn upstream_headers_with(
+    client: &HeaderMap,
+    upstream_authorization: Option<&HeaderValue>,
+    request_id: &str,
+    configured: &[HeaderName],
+) -> HeaderMap {
+    let own_key = upstream_authorization.is_none();
+    let listed = connection_listed(client);
+    let mut headers = HeaderMap::with_capacity(client.len());
+    for (name, value) in client {
+        if forwarded_upstream(name, own_key, configured) && !listed.contains(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -122,6 +205,70 @@ mod tests {
         ])
     }
 
+    /// Which client headers reach the upstream: (name, with the proxy's key,
+    /// with the client's own key, with the proxy's key and the name in
+    /// `[server] forward_headers`).
+    const FORWARDING: &[(&str, bool, bool, bool)] = &[
+        ("accept", true, true, true),
+        ("user-agent", true, true, true),
+        ("openai-beta", true, true, true),
+        ("idempotency-key", true, true, true),
+        ("x-mock-tag", true, true, true),
+        ("x-mock-fault", true, true, true),
+        ("x-stainless-lang", true, true, true),
+        ("cookie", false, true, true),
+        ("openai-organization", false, true, true),
+        ("openai-project", false, true, true),
+        ("x-custom", false, false, true),
+        ("referer", false, false, true),
+        // Never, configured or not: the proxy sets or recomputes them.
+        ("host", false, false, false),
+        ("content-length", false, false, false),
+        ("accept-encoding", false, false, false),
+        ("expect", false, false, false),
+        ("connection", false, false, false),
+        ("keep-alive", false, false, false),
+        ("te", false, false, false),
+        ("transfer-encoding", false, false, false),
+        ("upgrade", false, false, false),
+        ("proxy-authorization", false, false, false),
+    ];
+
+    #[test]
+    fn client_headers_cross_only_as_the_allowlist_says() {
+        let key = HeaderValue::from_static("Bearer upstream-key");
+        let client = headers(
+            &FORWARDING
+                .iter()
+                .map(|(name, ..)| (*name, "v"))
+                .collect::<Vec<_>>(),
+        );
+        let configured: Vec<HeaderName> = FORWARDING
+            .iter()
+            .map(|(name, ..)| HeaderName::from_static(name))
+            .collect();
+        let proxy_key = upstream_headers_with(&client, Some(&key), "rid", &[]);
+        let own_key = upstream_headers_with(&client, None, "rid", &[]);
+        let configured = upstream_headers_with(&client, Some(&key), "rid", &configured);
+        for &(name, with_proxy_key, with_own_key, when_configured) in FORWARDING {
+            assert_eq!(
+                proxy_key.contains_key(name),
+                with_proxy_key,
+                "{name}, proxy's key"
+            );
+            assert_eq!(
+                own_key.contains_key(name),
+                with_own_key,
+                "{name}, client's key"
+            );
+            assert_eq!(
+                configured.contains_key(name),
+                when_configured,
+                "{name}, configured"
+            );
+        }
+    }
+
     #[test]
     fn request_headers_drop_hop_by_hop_and_recomputed_ones() {
         let key = HeaderValue::from_static("Bearer upstream-key");
@@ -134,13 +281,18 @@ mod tests {
                 "accept",
                 "authorization",
                 "content-type",
-                "openai-organization",
                 "x-mock-tag",
                 "x-request-id"
             ]
         );
         assert_eq!(forwarded["x-mock-tag"], "t1");
         assert_eq!(forwarded["content-type"], "application/json");
+    }
+
+    #[test]
+    fn a_header_the_connection_header_lists_is_not_forwarded_even_if_allowed() {
+        let client = headers(&[("connection", "x-mock-tag"), ("x-mock-tag", "t")]);
+        assert!(!upstream_request_headers(&client, None, "r").contains_key("x-mock-tag"));
     }
 
     #[test]

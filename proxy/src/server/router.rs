@@ -13,6 +13,7 @@ use crate::api::models;
 use crate::api::responses;
 use crate::api::state::SharedState;
 use crate::api::stored;
+use crate::gateway::headers::configure_forwarding;
 use crate::server::auth::require_key;
 use crate::server::request_id::track_request;
 use crate::server::tracking::track_outcome;
@@ -20,6 +21,11 @@ use crate::shared::error::ApiError;
 
 pub fn router(state: SharedState) -> Router {
     let max_body_bytes = state.config.server.max_body_bytes;
+    configure_forwarding(&state.config.server.forward_headers);
+    // Metrics label only the models served here, whatever names clients send.
+    state
+        .metrics
+        .label_models(state.config.models.iter().map(|model| model.name.clone()));
     // Authentication comes first: a refused request is not a model request
     // and leaves no outcome.
     let model_endpoints = Router::new()

@@ -5,8 +5,9 @@
 //! request counted in one family and not yet in another, and the request
 //! counters always add up to `/stats`'s totals.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{
@@ -26,8 +27,22 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// The `model` label of every request for a model the config does not serve,
+/// so that clients choosing names cannot create series without end.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// Reads how many log lines have been dropped since startup.
+pub type DroppedLines = Box<dyn Fn() -> u64 + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
+    /// The names the `model` label may take besides [`UNKNOWN_MODEL`] (and
+    /// the empty name of a request that never named a model).
+    known_models: OnceLock<HashSet<String>>,
+    /// Log lines dropped by the log writer so far, read at each render.
+    dropped_log_lines: OnceLock<DroppedLines>,
+    log_lines_dropped: IntCounter,
+    log_lines_counted: AtomicU64,
     requests: IntCounterVec,
     fallbacks: IntCounterVec,
     retries: IntCounterVec,
@@ -66,6 +81,13 @@ impl Metrics {
         };
 
         let metrics = Metrics {
+            known_models: OnceLock::new(),
+            dropped_log_lines: OnceLock::new(),
+            log_lines_dropped: counter(
+                "switchyard_log_lines_dropped_total",
+                "Log lines dropped because the log destination could not keep up.",
+            ),
+            log_lines_counted: AtomicU64::new(0),
             requests: counter_vec(
                 "switchyard_requests_total",
                 "Finished requests to the model endpoints.",
@@ -150,6 +172,22 @@ impl Metrics {
         metrics
     }
 
+    /// The models the config serves: any other name is labelled
+    /// [`UNKNOWN_MODEL`]. Set once, by the router, from the config; until then
+    /// (tests of this module alone) every name is its own label.
+    pub fn label_models(&self, names: impl IntoIterator<Item = String>) {
+        if self.known_models.set(names.into_iter().collect()).is_err() {
+            tracing::debug!("the metrics' model names were already set");
+        }
+    }
+
+    fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        match self.known_models.get() {
+            Some(known) if !model.is_empty() && !known.contains(model) => UNKNOWN_MODEL,
+            _ => model,
+        }
+    }
+
     /// Counts one finished request; call exactly once per request, as for the ledger.
     pub fn observe(&self, outcome: &RequestOutcome) {
         let route = outcome.route.as_str();
@@ -159,7 +197,7 @@ impl Metrics {
             .filter(|name| !name.is_empty())
             .unwrap_or("none");
         let status = outcome.status.to_string();
-        let model = outcome.model.as_str();
+        let model = self.model_label(&outcome.model);
 
         let mut stats = self.lock();
         self.requests
@@ -215,8 +253,21 @@ impl Metrics {
         self.cache_errors.inc();
     }
 
+    /// Where `switchyard_log_lines_dropped_total` comes from (the log writer's
+    /// own count); set once, by the binary.
+    pub fn count_dropped_log_lines(&self, dropped: DroppedLines) {
+        if self.dropped_log_lines.set(dropped).is_err() {
+            tracing::debug!("the dropped log lines' source was already set");
+        }
+    }
+
     /// The Prometheus text exposition format (`prometheus::TEXT_FORMAT`).
     pub fn render(&self) -> String {
+        if let Some(dropped) = self.dropped_log_lines.get() {
+            let now = dropped();
+            let counted = self.log_lines_counted.fetch_max(now, Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(now.saturating_sub(counted));
+        }
         let families = {
             let _consistent = self.lock();
             self.registry.gather()

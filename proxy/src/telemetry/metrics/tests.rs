@@ -417,3 +417,63 @@ fn the_stats_window_is_configurable_and_never_empty() {
         .to_string();
     assert!(err.contains("must be greater than 0"), "{err}");
 }
+
+#[test]
+fn models_the_config_does_not_serve_share_one_label() {
+    let metrics = metrics();
+    metrics.label_models(["m".to_owned()]);
+    metrics.observe(&outcome(200, 1));
+    metrics.observe(&RequestOutcome {
+        model: "not-served".into(),
+        status: 404,
+        upstream: None,
+        ..outcome(404, 1)
+    });
+    let before = metrics.render().len();
+    for index in 0..100_000 {
+        metrics.observe(&RequestOutcome {
+            model: format!("not-served-{index}"),
+            status: 404,
+            upstream: None,
+            ..outcome(404, 1)
+        });
+    }
+    let text = metrics.render();
+    // The counts change, the series do not: a few more digits at most.
+    assert!(text.len() <= before + 256, "{} -> {}", before, text.len());
+    assert!(!text.contains("not-served"));
+    let samples = parse(&text);
+    let requests = |model: &str| {
+        sum(
+            &samples,
+            "switchyard_requests_total",
+            &[("model", model), ("status", "404")],
+        )
+    };
+    assert_eq!(requests(UNKNOWN_MODEL), 100_001.0);
+    assert_eq!(
+        sum(&samples, "switchyard_requests_total", &[("model", "m")]),
+        1.0
+    );
+}
+
+#[test]
+fn dropped_log_lines_are_counted_from_the_log_writer() {
+    let metrics = metrics();
+    let dropped = std::sync::Arc::new(AtomicU64::new(0));
+    let source = dropped.clone();
+    metrics.count_dropped_log_lines(Box::new(move || source.load(Ordering::Relaxed)));
+    let value = |metrics: &Metrics| {
+        sum(
+            &parse(&metrics.render()),
+            "switchyard_log_lines_dropped_total",
+            &[],
+        )
+    };
+    assert_eq!(value(&metrics), 0.0);
+    dropped.store(7, Ordering::Relaxed);
+    assert_eq!(value(&metrics), 7.0);
+    dropped.store(9, Ordering::Relaxed);
+    assert_eq!(value(&metrics), 9.0);
+    assert_eq!(value(&metrics), 9.0);
+}
