@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness.pytest import fixtures
+from harness.runtime.owners import RUN_OWNER_ENV
 
 pytest_plugins = ["pytester"]
 
@@ -113,6 +114,8 @@ def test_fails_when_asked():
     tests = items("test_m.py", "test_a", "test_b", "test_c", "test_fails_when_asked")
     quick = {item.nodeid for item in fixtures.quick_selection(tests)}  # type: ignore[arg-type]
     assert "test_m.py::test_fails_when_asked" not in quick, "the case needs a failure left out"
+    # The nested runs are a developer's own runs, not part of this one.
+    monkeypatch.delenv(RUN_OWNER_ENV, raising=False)
     monkeypatch.setenv("FAIL_NOW", "1")
     assert "test_m.py::test_fails_when_asked" in ran("-p", "no:xdist")
     assert ran("-p", "no:xdist", "--quick", "--lf") == ["test_m.py::test_fails_when_asked"]

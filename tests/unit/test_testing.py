@@ -75,6 +75,19 @@ def test_the_default_stack_is_reused_unless_reuse_is_off(
     assert stack.list_stacks() == [stack.DEFAULT_STACK], "only the run's own stack was stopped"
 
 
+def test_a_nested_run_leaves_the_stack_of_the_run_around_it_up(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pytest started by a test inherits the outer run's owner, hence its stack id.
+    outer = psutil.Process().parent()
+    assert outer is not None
+    monkeypatch.setenv(testing.RUN_OWNER_ENV, str(outer.pid))
+    services = stack.load(testing.run_stack_id(), owner_pid=outer.pid).up()
+    testing.release_run_stack()
+    assert stack.list_stacks() == [testing.run_stack_id()], "the outer run's stack is still up"
+    assert not any(gone(service.record.pid) for service in services.values())
+
+
 def test_a_handle_names_dead_servers_and_shows_their_logs(scene: Scene) -> None:
     the_stack = stack.load("crashy")
     services = the_stack.up()

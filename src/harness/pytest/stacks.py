@@ -77,7 +77,11 @@ def acquire_stack() -> StackHandle:
 
 
 def release_run_stack() -> None:
-    """Stop the stack this run started, if any. Called once, by the controller, at the end."""
+    """Stop the stack this run started, if any. Called once, by the controller, at the end.
+    A pytest started inside another run (a test's own nested run) inherits that run's owner,
+    and so its stack id: the stack is that run's, and stays up for it."""
+    if run_owner_pid() != os.getpid():
+        return
     the_stack = stack.load(run_stack_id())
     if the_stack.dir.exists():
         the_stack.down()
