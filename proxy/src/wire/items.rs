@@ -2,6 +2,7 @@
 //! gives it back, a page of such a list, and the id of a response found in
 //! an answer's bytes (whole JSON or its event stream).
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::wire::sse::SseParser;
@@ -154,17 +155,34 @@ pub fn page(items: &[Value], query: &PageQuery) -> Value {
 }
 
 /// The id of the response an answer carries: the `id` of a whole response,
-/// or of the `response` in a stream's first event that has one.
+/// or of the `response` in a stream's first event that has one. Read on every
+/// cache hit of a Response, so only the id is built (not the whole JSON),
+/// and a stream is read only until its id (the first event, as a rule).
 pub fn response_id_in(body: &[u8], stream: bool) -> Option<String> {
-    let id_at = |value: Value, pointer: &str| Some(value.pointer(pointer)?.as_str()?.to_owned());
-    if !stream {
-        return id_at(serde_json::from_slice(body).ok()?, "/id");
+    #[derive(Deserialize)]
+    struct WithId {
+        id: String,
     }
-    SseParser::default()
-        .push(body)
-        .iter()
-        .find_map(|message| id_at(serde_json::from_str(&message.data).ok()?, "/response/id"))
+    #[derive(Deserialize)]
+    struct Event {
+        response: WithId,
+    }
+    if !stream {
+        return serde_json::from_slice::<WithId>(body)
+            .ok()
+            .map(|whole| whole.id);
+    }
+    let mut parser = SseParser::default();
+    body.chunks(STREAM_READ_STEP).find_map(|chunk| {
+        parser.push(chunk).iter().find_map(|message| {
+            serde_json::from_str::<Event>(&message.data)
+                .ok()
+                .map(|event| event.response.id)
+        })
+    })
 }
+
+const STREAM_READ_STEP: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -283,6 +301,15 @@ mod tests {
         );
         let stream = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_2\"}}\n\n";
         assert_eq!(response_id_in(stream, true).as_deref(), Some("resp_2"));
+        // An event longer than one read step is put together across steps.
+        let padding = "x".repeat(3 * STREAM_READ_STEP);
+        let long = format!(
+            "data: {{\"type\":\"response.created\",\"pad\":\"{padding}\",\"response\":{{\"id\":\"resp_3\"}}}}\n\n"
+        );
+        assert_eq!(
+            response_id_in(long.as_bytes(), true).as_deref(),
+            Some("resp_3")
+        );
         assert_eq!(response_id_in(b"not json", false), None);
         assert_eq!(response_id_in(b"data: [DONE]\n\n", true), None);
     }

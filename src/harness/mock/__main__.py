@@ -5,33 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 from pathlib import Path
 
 from harness.mock import replay
 from harness.mock.app import start
-
-
-def write_port_file(path: Path, port: int) -> None:
-    # Atomic, so a reader polling for the file never sees it empty or half written.
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(f"{port}\n")
-    os.replace(temporary, path)
+from harness.mock.serving import serve_until_stopped
 
 
 async def serve(host: str, port: int, port_file: Path | None) -> None:
     runner, bound_port = await start(host, port)
-    try:
-        if port_file is not None:
-            write_port_file(port_file, bound_port)
-        print(f"mock listening on http://{host}:{bound_port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(
+        runner, bound_port, port_file, lambda bound: f"mock listening on http://{host}:{bound}"
+    )
 
 
 def main() -> None:

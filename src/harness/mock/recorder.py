@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from harness.mock import cassette, formats
-from harness.mock.__main__ import write_port_file
+from harness.mock.serving import serve_until_stopped
 
 UPSTREAM_ENV = "SWITCHYARD_RECORD_UPSTREAM"
 NAME_HEADER = "x-mock-record-as"
@@ -207,21 +206,15 @@ async def serve(args: argparse.Namespace, upstream: str) -> None:
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
     bound = runner.addresses[0][1]
-    try:
-        if args.port_file is not None:
-            write_port_file(args.port_file, bound)
-        print(
-            f"recorder listening on http://{args.host}:{bound}, in front of "
-            f"{recorder.source['upstream']} ({args.source}), writing to {args.out}",
-            flush=True,
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(
+        runner,
+        bound,
+        args.port_file,
+        lambda port: (
+            f"recorder listening on http://{args.host}:{port}, in front of "
+            f"{recorder.source['upstream']} ({args.source}), writing to {args.out}"
+        ),
+    )
 
 
 def parser() -> argparse.ArgumentParser:
